@@ -1,0 +1,3 @@
+from pkspy.cli import main
+
+main(prog_name="pkspy")

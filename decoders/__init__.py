@@ -1,0 +1,1 @@
+"""Tables and value decoders; imports nothing from pkspy."""

@@ -1,0 +1,53 @@
+"""Trace formats: one incremental parser per format, and format detection.
+
+A parser has ``feed(text, lineno, offset) -> list[Event]`` and
+``close() -> list[Event]``; ``parse`` drives one over lines.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+
+from pkspy.formats.spy import SpyParser
+from pkspy.model import Event
+
+PARSERS = {SpyParser.format: SpyParser}
+
+# Decisive first-lines tests, in the order of formats.md §5.
+_SIGNS = [
+    (SpyParser.format, re.compile(r"^\*{5,} OpenSC PKCS#11 spy \*{5,}")),
+    (SpyParser.format, re.compile(r"^\d+: (C_\w+|SetOperationState)\s*$")),
+]
+_ANSI = re.compile(r"\x1b\[[0-9;]*m")
+
+DETECT_LINES = 200
+
+
+def detect(lines: Iterable[str]) -> str | None:
+    """The format of a trace from its first lines, or None."""
+    seen = 0
+    for text in lines:
+        text = _ANSI.sub("", text)
+        if not text.strip():
+            continue
+        for name, sign in _SIGNS:
+            if sign.match(text):
+                return name
+        seen += 1
+        if seen >= DETECT_LINES:
+            break
+    return None
+
+
+def parse(lines: Iterable[tuple[str, int]], fmt: str, first_line: int = 1) -> Iterator[Event]:
+    """Events from (text, offset) lines, numbering lines from ``first_line``."""
+    parser = PARSERS[fmt]()
+    lineno = first_line - 1
+    for lineno, (text, offset) in enumerate(lines, first_line):
+        yield from parser.feed(text, lineno, offset)
+    yield from parser.close()
+
+
+def names() -> list[str]:
+    return sorted(PARSERS)

@@ -1,0 +1,140 @@
+"""Where lines come from: a file, stdin, or a file followed as it grows.
+
+Traces are read as bytes and decoded per line as UTF-8 with backslash escapes
+for anything else, so a label cut inside a UTF-8 sequence or a non-UTF-8
+reader name shows up as ``\\xNN`` instead of stopping the read. Each line is
+yielded with its byte offset; the newline and one ``\\r`` (Windows text mode)
+are stripped.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+import time
+from collections.abc import Callable, Iterator
+from typing import BinaryIO
+
+Line = tuple[str, int]  # (text, byte offset of the line's start)
+
+CHUNK = 1 << 20
+
+
+class SourceError(Exception):
+    """A trace that cannot be read: the message is meant for the user, on one line."""
+
+
+def decode(raw: bytes) -> str:
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+    if raw.endswith(b"\r"):
+        raw = raw[:-1]
+    return raw.decode("utf-8", "backslashreplace")
+
+
+def open_trace(path: str) -> BinaryIO:
+    """Open a trace file for reading, with one-line errors for the usual mistakes."""
+    if path == "-":
+        import sys
+
+        return sys.stdin.buffer
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise SourceError(f"{path}: no such file") from None
+    except OSError as e:
+        raise SourceError(f"{path}: {e.strerror}") from None
+    if stat.S_ISDIR(st.st_mode):
+        raise SourceError(f"{path}: is a directory, not a trace file")
+    if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
+        raise SourceError(f"{path}: not a regular file or FIFO")
+    try:
+        return open(path, "rb")
+    except OSError as e:
+        raise SourceError(f"{path}: {e.strerror}") from None
+
+
+def read_lines(stream: BinaryIO, offset: int = 0) -> Iterator[Line]:
+    """Every line of a stream to its end; a last line without newline included."""
+    for raw in stream:
+        yield decode(raw), offset
+        offset += len(raw)
+
+
+def follow_lines(path: str, start: int = 0, poll: float = 0.05,
+                 notices: list[str] | None = None,
+                 stop: Callable[[], bool] | None = None,
+                 idle_marker: bool = False) -> Iterator[Line | None]:
+    """Lines of a file as it grows, like ``tail -F``.
+
+    Survives truncation (copytruncate: read again from the start) and
+    replacement (logrotate's create: finish the old file, then read the new
+    one from its start). A partial last line is held until its newline comes.
+    ``notices`` collects what happened to the file, for the caller to show.
+    ``stop`` is polled while waiting; when it returns true the generator ends.
+    With ``idle_marker``, None is yielded each time everything written so far
+    has been read.
+    """
+    def note(msg: str) -> None:
+        if notices is not None:
+            notices.append(msg)
+
+    f: BinaryIO | None = None
+    pos = 0
+    pending = b""
+    pending_at = 0
+    while True:
+        if f is None:
+            try:
+                f = open(path, "rb")  # noqa: SIM115 - kept open across yields
+                ino = os.fstat(f.fileno()).st_ino
+                f.seek(start)
+                pos = start
+                start = 0
+                pending = b""
+                pending_at = pos
+            except FileNotFoundError:
+                if idle_marker:
+                    yield None
+                if stop is not None and stop():
+                    return
+                time.sleep(poll)
+                continue
+        chunk = f.read(CHUNK)
+        if chunk:
+            data = pending + chunk
+            base = pending_at
+            lines = data.split(b"\n")
+            pending = lines.pop()
+            for raw in lines:
+                yield decode(raw), base
+                base += len(raw) + 1
+            pending_at = base
+            pos += len(chunk)
+            continue
+        # at the end: has the file been truncated or replaced?
+        try:
+            st = os.stat(path)
+        except FileNotFoundError:
+            st = None
+        if st is not None and st.st_ino != ino:
+            note(f"{path}: replaced; reading the new file")
+            if pending:
+                yield decode(pending), pending_at
+            f.close()
+            f = None
+            continue
+        if st is not None and st.st_size < pos:
+            note(f"{path}: truncated; reading from the start")
+            f.seek(0)
+            pos = 0
+            pending = b""
+            pending_at = 0
+            continue
+        if idle_marker:
+            yield None
+        if stop is not None and stop():
+            if pending:
+                yield decode(pending), pending_at
+            return
+        time.sleep(poll)

@@ -1,0 +1,82 @@
+"""bytes -> lines -> parser -> redacted events: the one path every front end reads.
+
+Front ends call ``open_events`` and never see a secret unless they asked for
+``reveal``. In follow mode the stream yields ``CAUGHT_UP`` each time it has
+read everything written so far, so a front end knows when the backlog ends.
+"""
+
+from __future__ import annotations
+
+import itertools
+import os
+from collections.abc import Iterator
+
+from pkspy import formats
+from pkspy.model import Event
+from pkspy.redact import Redactor
+from pkspy.sources import SourceError, follow_lines, open_trace, read_lines
+
+CAUGHT_UP = None
+HEAD_LINES = 200
+
+
+def _detect_or_fail(path: str, head: list[str], fmt: str | None) -> str:
+    if fmt is not None:
+        if fmt not in formats.PARSERS:
+            raise SourceError(f"unknown format {fmt!r}; known: {', '.join(formats.names())}")
+        return fmt
+    found = formats.detect(head)
+    if found is None:
+        if not any(line.strip() for line in head):
+            raise SourceError(f"{path}: empty, no trace in it")
+        raise SourceError(f"{path}: not a trace format pkspy knows "
+                          f"({', '.join(formats.names())}); --format forces one")
+    return found
+
+
+def open_events(path: str, fmt: str | None = None, follow: bool = False,
+                reveal: bool = False, notices: list[str] | None = None,
+                stop=None) -> tuple[str, Iterator[Event | None]]:
+    """The format and the redacted events of one trace.
+
+    Raises SourceError (a one-line message) for a missing file, a directory,
+    or a file that is not a trace.
+    """
+    redact = Redactor(reveal=reveal)
+    if follow and path != "-":
+        if os.path.exists(path):
+            open_trace(path).close()  # refuse directories and devices at once
+        lines = follow_lines(path, notices=notices, stop=stop, idle_marker=True)
+        head: list[str] = []
+        buffered: list[tuple[str, int] | None] = []
+        for item in lines:
+            buffered.append(item)
+            if item is CAUGHT_UP:
+                if head:
+                    break
+                continue
+            head.append(item[0])
+            if len(head) >= HEAD_LINES:
+                break
+        fmt = _detect_or_fail(path, head, fmt)
+        source = itertools.chain(buffered, lines)
+        return fmt, _events(source, fmt, redact)
+    lines_iter = read_lines(open_trace(path))
+    head_items = list(itertools.islice(lines_iter, HEAD_LINES))
+    fmt = _detect_or_fail(path, [t for t, _ in head_items], fmt)
+    return fmt, _events(itertools.chain(head_items, lines_iter), fmt, redact)
+
+
+def _events(lines, fmt: str, redact: Redactor) -> Iterator[Event | None]:
+    parser = formats.PARSERS[fmt]()
+    lineno = 0
+    for item in lines:
+        if item is CAUGHT_UP:
+            yield CAUGHT_UP
+            continue
+        lineno += 1
+        text, offset = item
+        for event in parser.feed(text, lineno, offset):
+            yield redact(event)
+    for event in parser.close():
+        yield redact(event)

@@ -1,0 +1,218 @@
+"""Analysis: a reducer that folds the event stream into what happened.
+
+Sessions per process (slot, flags, opened, closed), login attempts and their
+outcome, object lookups (the template asked for, the handles found), call
+counts and failures. ``Analysis.add`` takes one (already redacted) event at a
+time, so the same state serves a finished file and a followed one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+
+from decoders import pkcs11
+from pkspy.model import Arg, Attribute, Event, Pkcs11Call, ProcessStart, Redacted, Unparsed
+
+TEXT_ATTRIBUTES = {"CKA_LABEL", "CKA_APPLICATION", "CKA_URL"}
+
+
+def handle(value: object) -> str | None:
+    return f"0x{value:x}" if isinstance(value, int) else None
+
+
+def attribute_value(attr: Attribute) -> object:
+    """A template entry as plain data: names for enums, text for labels, hex otherwise."""
+    v = attr.value
+    if isinstance(v, Redacted):
+        return str(v)
+    if isinstance(v, bytes):
+        if attr.name in TEXT_ATTRIBUTES:
+            return v.decode("utf-8", "backslashreplace")
+        if pkcs11.ATTRIBUTE_KINDS.get(attr.type) == "ulong" and len(v) in (4, 8):
+            return pkcs11.ulong_from_le(v)  # the spy dumps CK_ULONGs as raw memory
+        return v.hex()
+    if isinstance(v, str):
+        return v.strip()
+    if v is None and attr.length is not None:
+        return None
+    return v
+
+
+def template(arg: Arg | None) -> dict[str, object]:
+    if arg is None or not isinstance(arg.value, list):
+        return {}
+    return {a.name: attribute_value(a) for a in arg.value}
+
+
+def _result(call: Pkcs11Call) -> str | None:
+    """The decoded return value; None when the record was torn or cut before it."""
+    return pkcs11.ckr_name(call.rv) if call.rv is not None else None
+
+
+def _ulong(call: Pkcs11Call, name: str) -> int | None:
+    arg = call.arg(name)
+    return arg.value if arg is not None and isinstance(arg.value, int) else None
+
+
+@dataclass
+class Analysis:
+    format: str | None = None
+    processes: set[int] = field(default_factory=set)
+    calls: int = 0
+    calls_by_function: Counter[str] = field(default_factory=Counter)
+    failed_calls: list[dict] = field(default_factory=list)
+    sessions: list[dict] = field(default_factory=list)
+    logins: list[dict] = field(default_factory=list)
+    finds: list[dict] = field(default_factory=list)
+    modules: list[dict] = field(default_factory=list)
+    incomplete_records: int = 0
+    torn_records: int = 0
+    orphan_results: int = 0
+    unparsed_lines: int = 0
+    problems: int = 0
+    first_time: str | None = None
+    last_time: str | None = None
+    _open: dict[tuple[int, int], dict] = field(default_factory=dict, repr=False)
+    _finding: dict[tuple[int, int], dict] = field(default_factory=dict, repr=False)
+
+    def add(self, event: Event) -> None:
+        if event.process is not None and not isinstance(event, Unparsed):
+            self.processes.add(event.process)
+        if isinstance(event, Unparsed):
+            self.unparsed_lines += event.end_line - event.line + 1
+        elif isinstance(event, ProcessStart):
+            self.modules.append({"process": event.process, "module": event.module,
+                                 "errors": event.errors, "line": event.line})
+        elif isinstance(event, Pkcs11Call):
+            self._call(event)
+
+    def _call(self, call: Pkcs11Call) -> None:
+        if call.incomplete:
+            self.incomplete_records += 1
+        if call.torn and call.function is None:
+            self.orphan_results += 1
+        elif call.torn:
+            self.torn_records += 1
+        self.problems += len(call.problems)
+        self.unparsed_lines += sum(p.startswith("line ") for p in call.problems)
+        if call.time:
+            self.first_time = self.first_time or call.time
+            self.last_time = call.time
+        if call.function is None:
+            return
+        self.calls += 1
+        self.calls_by_function[call.function] += 1
+        if call.rv is not None and call.rv != 0:
+            failed = {"process": call.process, "seq": call.seq, "line": call.line,
+                      "function": call.function, "rv": call.rv, "name": pkcs11.ckr_name(call.rv)}
+            if call.torn:
+                failed["uncertain"] = call.torn
+            self.failed_calls.append(failed)
+        step = getattr(self, "_" + call.function, None)
+        if step is not None:
+            step(call, call.process or 0)
+
+    # -- per function ------------------------------------------------------
+
+    def _C_OpenSession(self, call: Pkcs11Call, proc: int) -> None:
+        h = _ulong(call, "*phSession")
+        if call.rv != 0 or h is None:
+            return
+        s = {"process": proc, "handle": handle(h), "slot": handle(_ulong(call, "slotID")),
+             "flags": handle(_ulong(call, "flags")), "opened_seq": call.seq,
+             "opened_line": call.line, "closed_seq": None, "user": None}
+        self.sessions.append(s)
+        self._open[(proc, h)] = s
+
+    def _close(self, key: tuple[int, int], call: Pkcs11Call) -> None:
+        s = self._open.pop(key, None)
+        if s is not None:
+            s["closed_seq"] = call.seq
+
+    def _C_CloseSession(self, call: Pkcs11Call, proc: int) -> None:
+        h = _ulong(call, "hSession")
+        if call.rv == 0 and h is not None:
+            self._close((proc, h), call)
+
+    def _C_CloseAllSessions(self, call: Pkcs11Call, proc: int) -> None:
+        slot = handle(_ulong(call, "slotID"))
+        if call.rv == 0:
+            for key, s in list(self._open.items()):
+                if key[0] == proc and s["slot"] == slot:
+                    self._close(key, call)
+
+    def _C_Finalize(self, call: Pkcs11Call, proc: int) -> None:
+        if call.rv == 0:
+            for key in [k for k in self._open if k[0] == proc]:
+                self._close(key, call)
+
+    def _C_Login(self, call: Pkcs11Call, proc: int) -> None:
+        h = _ulong(call, "hSession")
+        arg = call.arg("userType")
+        user = arg.value if arg is not None else None
+        if isinstance(user, int):
+            user = pkcs11.name("CKU", user)
+        login = {"process": proc, "seq": call.seq, "line": call.line, "session": handle(h),
+                 "user_type": user, "result": _result(call)}
+        username = call.arg("pUsername")
+        if username is not None and isinstance(username.value, bytes):
+            login["username"] = username.value.decode("utf-8", "backslashreplace")
+        if call.torn:
+            login["uncertain"] = call.torn
+        self.logins.append(login)
+        s = self._open.get((proc, h)) if h is not None else None
+        if s is not None and call.rv in (0, 0x100):  # CKR_USER_ALREADY_LOGGED_IN
+            s["user"] = user
+
+    _C_LoginUser = _C_Login
+
+    def _C_Logout(self, call: Pkcs11Call, proc: int) -> None:
+        if call.rv == 0:
+            for key, s in self._open.items():  # login state is per token, not per session
+                if key[0] == proc:
+                    s["user"] = None
+
+    def _C_FindObjectsInit(self, call: Pkcs11Call, proc: int) -> None:
+        h = _ulong(call, "hSession")
+        find = {"process": proc, "seq": call.seq, "line": call.line, "session": handle(h),
+                "template": template(call.arg("pTemplate")), "handles": [],
+                "result": _result(call)}
+        if call.torn:
+            find["uncertain"] = call.torn
+        self.finds.append(find)
+        if call.rv == 0 and h is not None:
+            self._finding[(proc, h)] = find
+
+    def _C_FindObjects(self, call: Pkcs11Call, proc: int) -> None:
+        h = _ulong(call, "hSession")
+        find = self._finding.get((proc, h)) if h is not None else None
+        found = call.arg("phObject")
+        if find is not None and found is not None and isinstance(found.value, list):
+            find["handles"].extend(handle(v) for v in found.value)
+
+    def _C_FindObjectsFinal(self, call: Pkcs11Call, proc: int) -> None:
+        h = _ulong(call, "hSession")
+        if h is not None:
+            self._finding.pop((proc, h), None)
+
+    # -- output ------------------------------------------------------------
+
+    def summary(self) -> dict:
+        return {
+            "format": self.format,
+            "processes": len(self.processes),
+            "calls": self.calls,
+            "calls_by_function": dict(sorted(self.calls_by_function.items())),
+            "failed_calls": self.failed_calls,
+            "sessions": self.sessions,
+            "logins": self.logins,
+            "finds": self.finds,
+            "modules": self.modules,
+            "first_time": self.first_time,
+            "last_time": self.last_time,
+            "incomplete_records": self.incomplete_records,
+            "torn_records": self.torn_records,
+            "orphan_results": self.orphan_results,
+            "unparsed_lines": self.unparsed_lines,
+        }

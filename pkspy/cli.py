@@ -1,0 +1,67 @@
+"""Command line: options in, one call out. No parsing or formatting lives here."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import click
+
+from pkspy import __version__, formats
+from pkspy.report import summary as summary_report
+from pkspy.report import tail as tail_report
+from pkspy.sources import SourceError
+
+FORMAT = click.Choice(formats.names())
+
+
+def _fail(message: str) -> None:
+    click.echo(f"pkspy: {message}", err=True)
+    sys.exit(2)
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="pkspy")
+def main() -> None:
+    """Read, decode and safely share PKCS#11 and smart-card traces."""
+
+
+@main.command()
+@click.argument("file", type=str)
+@click.option("-n", "--lines", "last", type=click.IntRange(min=0), default=None,
+              help="Start with the last N calls (default: all with --no-follow, else 10).")
+@click.option("--follow/--no-follow", default=True, show_default=True,
+              help="Keep reading as the file grows, like tail -F.")
+@click.option("--errors", is_flag=True, help="Show only failed, torn and unparsed records.")
+@click.option("--format", "fmt", type=FORMAT, default=None, help="Trace format (default: detect).")
+@click.option("--json", "as_json", is_flag=True, help="One JSON event per line.")
+def tail(file: str, last: int | None, follow: bool, errors: bool, fmt: str | None,
+         as_json: bool) -> None:
+    """One decoded line per call of FILE ('-' for stdin); follows it by default."""
+    try:
+        tail_report.run(file, last=last, follow=follow and file != "-", errors_only=errors,
+                        fmt=fmt, as_json=as_json, out=sys.stdout)
+    except SourceError as e:
+        _fail(str(e))
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(141)
+
+
+@main.command()
+@click.argument("file", type=str)
+@click.option("--format", "fmt", type=FORMAT, default=None, help="Trace format (default: detect).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
+def summary(file: str, fmt: str | None, as_json: bool) -> None:
+    """What happened in FILE: processes, calls, failures, sessions, logins, lookups."""
+    try:
+        result = summary_report.summarize(file, fmt=fmt)
+    except SourceError as e:
+        _fail(str(e))
+        return
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(summary_report.render(result))

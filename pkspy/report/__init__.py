@@ -1,0 +1,1 @@
+"""Front ends that print: one-line tail, summary (text and JSON)."""

@@ -1,0 +1,50 @@
+"""``pkspy tail``: decoded lines of a trace, following it as it grows."""
+
+from __future__ import annotations
+
+import json
+from collections import deque
+from typing import TextIO
+
+from pkspy.model import Event, to_json
+from pkspy.pipeline import CAUGHT_UP, open_events
+from pkspy.report.lines import format_event, is_failure
+
+FOLLOW_BACKLOG = 10
+
+
+def run(path: str, *, last: int | None, follow: bool, errors_only: bool, fmt: str | None,
+        as_json: bool, out: TextIO, stop=None) -> None:
+    notices: list[str] = []
+    _fmt, events = open_events(path, fmt=fmt, follow=follow, notices=notices, stop=stop)
+    if last is None and follow:
+        last = FOLLOW_BACKLOG
+
+    def show(event: Event) -> None:
+        if as_json:
+            out.write(json.dumps(to_json(event), ensure_ascii=False) + "\n")
+        else:
+            out.write(format_event(event) + "\n")
+
+    backlog: deque[Event] | None = deque(maxlen=last) if last is not None else None
+    for event in events:
+        for n in notices:  # what happened to the followed file, before what came after it
+            out.write(f"-- {n}\n")
+        notices.clear()
+        if event is CAUGHT_UP:
+            if backlog is not None:
+                for e in backlog:
+                    show(e)
+                backlog = None
+            out.flush()
+            continue
+        if errors_only and not is_failure(event):
+            continue
+        if backlog is not None:
+            backlog.append(event)
+        else:
+            show(event)
+    if backlog is not None:
+        for e in backlog:
+            show(e)
+    out.flush()

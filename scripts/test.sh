@@ -1,0 +1,18 @@
+#!/bin/sh
+# Install what the tests need (the real programs the end-to-end tests drive:
+# SoftHSM2, OpenSC's pkcs11-spy and pkcs11-tool), then run the whole suite.
+set -eu
+cd "$(dirname "$0")/.."
+SUDO=""
+[ "$(id -u)" -eq 0 ] || SUDO="sudo"
+need=""
+for pkg in softhsm2 opensc opensc-pkcs11 openssl; do
+    dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need="$need $pkg"
+done
+if [ -n "$need" ]; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq $need >/dev/null
+fi
+PKSPY_PIP_ARGS="-e .[test]" sh scripts/install.sh
+.venv/bin/python -m ruff check .
+.venv/bin/python -m pytest "$@"

@@ -1,0 +1,105 @@
+"""`pkspy tail FILE` follows a growing file, like tail -F."""
+
+from __future__ import annotations
+
+import os
+import queue
+import subprocess
+import sys
+import threading
+import time
+
+from conftest import ROOT, SPY_DIR
+
+TRACE = (SPY_DIR / "pkcs11-spy-0.24.0-softhsm2.log").read_bytes()
+
+
+class Tail:
+    """`pkspy tail` in the background, its stdout lines collected as they come."""
+
+    def __init__(self, *args: str) -> None:
+        self.proc = subprocess.Popen([sys.executable, "-m", "pkspy", "tail", *args],
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, cwd=ROOT)
+        self.lines: queue.Queue[str] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        for raw in self.proc.stdout:
+            self.lines.put(raw.decode())
+
+    def wait_for(self, needle: str, timeout: float = 20) -> list[str]:
+        seen = []
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                line = self.lines.get(timeout=0.1)
+            except queue.Empty:
+                continue
+            seen.append(line)
+            if needle in line:
+                return seen
+        raise AssertionError(f"{needle!r} not shown within {timeout}s; saw {seen[-5:]}")
+
+    def close(self) -> None:
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+
+def _cut(text: bytes, marker: bytes) -> int:
+    return text.index(marker)
+
+
+def test_tail_shows_records_appended_while_following(tmp_path):
+    log = tmp_path / "trace.log"
+    split = _cut(TRACE, b"\n7: C_Login\n") + 1
+    # write up to the middle of the C_Login record: it must be held back
+    login_end = TRACE.index(b"Returned:", split)
+    log.write_bytes(TRACE[:login_end])
+    tail = Tail(str(log))
+    try:
+        seen = tail.wait_for("#6 C_GetTokenInfo")
+        assert not any("C_Login" in s for s in seen)
+        with open(log, "ab") as f:
+            f.write(TRACE[login_end:])
+        seen = tail.wait_for("#7 C_Login")
+        assert "CKR_PIN_INCORRECT" in seen[-1]
+        tail.wait_for("p4/")  # the rest of the file, through the last process
+    finally:
+        tail.close()
+
+
+def test_tail_follows_truncation_and_replacement(tmp_path):
+    log = tmp_path / "trace.log"
+    first = _cut(TRACE, b"\n\n\n*************** OpenSC PKCS#11 spy") + 1
+    log.write_bytes(TRACE[:first])
+    tail = Tail("-n", "0", str(log))
+    try:
+        time.sleep(1.0)
+        # copytruncate: the file starts again from nothing
+        with open(log, "r+b") as f:
+            f.truncate(0)
+        time.sleep(0.5)
+        with open(log, "ab") as f:
+            f.write(TRACE[:first])
+        tail.wait_for("truncated; reading from the start")
+        seen = tail.wait_for("#8 C_Finalize")
+        assert sum(" C_" in s for s in seen) == 9  # the run once, from its first call
+        # logrotate create: a new file under the same name
+        os.rename(log, tmp_path / "trace.log.1")
+        log.write_bytes(TRACE[:first])
+        tail.wait_for("replaced; reading the new file")
+        seen = tail.wait_for("#8 C_Finalize")
+        assert sum(" C_" in s for s in seen) == 9
+    finally:
+        tail.close()
+
+
+def test_tail_waits_for_a_file_that_does_not_exist_yet(tmp_path):
+    log = tmp_path / "later.log"
+    tail = Tail(str(log))
+    try:
+        time.sleep(0.5)
+        log.write_bytes(TRACE[: _cut(TRACE, b"\n\n\n*************** OpenSC PKCS#11 spy") + 1])
+        tail.wait_for("#8 C_Finalize")
+    finally:
+        tail.close()

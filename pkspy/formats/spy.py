@@ -383,8 +383,9 @@ class SpyParser:
         if tmpl is None or tmpl.kind != "template":
             return False
         label, unknown_hex, rest = m.groups()
-        if unknown_hex:
-            name, type_ = f"CKA_0x{int(unknown_hex, 16):08x}", int(unknown_hex, 16)
+        if unknown_hex:  # a type the spy did not know: name it ourselves
+            type_ = int(unknown_hex, 16)
+            name = pkcs11.name("CKA", type_)
         else:
             name, type_ = label, pkcs11.value(label)
         attr = Attribute(name=name, type=type_, span=(idx, idx))
@@ -477,7 +478,7 @@ class SpyParser:
         m = MECH_INFO.match(text)
         if m:
             mech, lo, hi, fl = m.groups()
-            info.update(mechanism=mech.strip(), min=int(lo), max=int(hi), flags=int(fl, 16),
+            info.update(mechanism=_mech_name(mech), min=int(lo), max=int(hi), flags=int(fl, 16),
                         flag_names=pkcs11.flags("mechanism", int(fl, 16)))
             _extend(arg, idx)
             return True
@@ -586,6 +587,10 @@ def _add_assign(call: Pkcs11Call, direction: str | None, name: str, val: str, id
         mech = Mechanism(name=_mech_name(val), type=pkcs11.value(val))
         call.args.append(Arg(name=name.split("->")[0], direction=direction, kind="mechanism",
                              value=mech, span=(idx, idx)))
+        return
+    if name == "type":  # C_GetMechanismInfo; unknown ones print as 0x%08lX (0.23+)
+        call.args.append(Arg(name=name, direction=direction, kind="enum",
+                             value=_mech_name(val), span=(idx, idx)))
         return
     if name == "pMechanism" and val == "NULL":
         call.args.append(Arg(name=name, direction=direction, kind="mechanism", value=None,

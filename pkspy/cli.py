@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 import sys
 
 import click
@@ -13,6 +14,11 @@ from pkspy.report import tail as tail_report
 from pkspy.sources import SourceError
 
 FORMAT = click.Choice(formats.names())
+
+
+def _colour_wanted() -> bool:
+    """Colour only on a terminal, and never when NO_COLOR is set (no-color.org)."""
+    return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
 def _fail(message: str) -> None:
@@ -40,7 +46,7 @@ def tail(file: str, last: int | None, follow: bool, errors: bool, fmt: str | Non
     """One decoded line per call of FILE ('-' for stdin); follows it by default."""
     try:
         tail_report.run(file, last=last, follow=follow and file != "-", errors_only=errors,
-                        fmt=fmt, as_json=as_json, out=sys.stdout)
+                        fmt=fmt, as_json=as_json, out=sys.stdout, colour=_colour_wanted())
     except SourceError as e:
         _fail(str(e))
     except KeyboardInterrupt:

@@ -66,6 +66,10 @@ MATCH = re.compile(r"^Object 0x([0-9a-fA-F]+) matches\s*$")
 INTERFACE = re.compile(r"^Interface '(.*)'(?: version=(\d+)\.(\d+))? flags=([0-9a-fA-F]+)\s*$")
 # Lines printed without "[in] " by old spies (<=0.21) or by mechanism printers.
 BARE_ASSIGN = re.compile(r"^\s*(pMechanism->\S+?|pApplication|Notify|\w+)\s*=\s*(.*?)\s*$")
+# Mechanism parameter buffers some printers write without "[in] " (ECMQV, ML-DSA).
+BARE_BUF = re.compile(
+    r"^(?:\t|(?=pMechanism->))(\S+?)(?: =)? ([0-9a-fA-F]{8,16}) / (-?\d+)\s*$")
+HEXNUM = re.compile(r"^[0-9a-fA-F]+\b")
 INIT_FLAGS = re.compile(r"^ {5}flags: (\d+)\s*$")
 INIT_FLAG_WORD = re.compile(r"^ {7}CKF_\w+\s*$")
 
@@ -101,7 +105,8 @@ INFO_CONTEXT = {"C_GetSlotInfo": "slot", "C_GetTokenInfo": "token",
 
 
 def _hexbytes(text: str) -> bytes:
-    return bytes.fromhex(text.replace(" ", ""))
+    digits = text.replace(" ", "")
+    return bytes.fromhex(digits[: len(digits) & ~1])  # a line cut mid-byte keeps whole bytes
 
 
 class _Record:
@@ -151,7 +156,13 @@ class SpyParser:
             self._cut = text[:at]
             return out
         for part in _unglue(text):
-            self._line(part, lineno, offset, out)
+            try:
+                self._line(part, lineno, offset, out)
+            except (ValueError, IndexError, KeyError, AttributeError, TypeError) as e:
+                # A shape this parser gets wrong must not stop the read: show the line.
+                out.append(Unparsed(line=lineno, end_line=lineno, offset=offset, raw=[part],
+                                    process=max(self.process, 0),
+                                    reason=f"parser error: {type(e).__name__}: {e}"))
         return out
 
     def close(self) -> list[Event]:
@@ -319,6 +330,9 @@ class SpyParser:
                 return True
         if not text.strip():
             return True  # the spy's trailing "    " after a 32-byte label chunk
+        m = BARE_BUF.match(text)
+        if m:
+            return self._bracket(rec, f"[in] {m.group(1)} {m.group(2)} / {m.group(3)}", idx)
         m = BARE_ASSIGN.match(text)
         if m and ("->" in m.group(1) or m.group(1) in ("pApplication", "Notify")):
             _add_assign(call, None, m.group(1), m.group(2), idx)
@@ -454,14 +468,13 @@ class SpyParser:
             key, val = m.groups()
             if val.startswith("'") and val.endswith("'"):
                 val = val[1:-1]
-            if key == "flags":
+            if key == "flags" and HEXNUM.match(val):
                 info[key] = int(val, 16)
                 context = INFO_CONTEXT.get(call.function or "")
                 if context and context != "info":
                     info["flag_names"] = pkcs11.flags(context, int(val, 16))
-            elif key == "state":
-                st = val.split(" ", 1)[0]
-                info[key] = int(st, 16)
+            elif key == "state" and HEXNUM.match(val):
+                info[key] = pkcs11.name("CKS", int(val.split(" ", 1)[0], 16))
             else:
                 info[key] = val
             _extend(arg, idx)
@@ -513,6 +526,11 @@ class SpyParser:
         _extend(arg, idx)
 
     def _mech_item(self, call: Pkcs11Call, m: re.Match[str], idx: int) -> None:
+        if call.function == "C_GetMechanismInfo" and call.arg("type") is None:
+            # <=0.21 printed the mechanism as a bare "%30s " line
+            call.args.append(Arg(name="type", direction="in", kind="enum",
+                                 value=_mech_name(m.group(1)), span=(idx, idx)))
+            return
         arg = _last_kind(call, "mechanisms")
         arg.value.append(m.group(1))
         _extend(arg, idx)
@@ -540,11 +558,19 @@ def _unglue(text: str) -> list[str]:
     """Split lines the spy printed without a newline between them.
 
     0.23 prints C_GetMechanismInfo's ``[in] type = X`` with no newline, so
-    ``[out] pInfo: `` or ``Returned:`` follows on the same line.
+    ``[out] pInfo: `` or ``Returned:`` follows on the same line; the ECMQV
+    parameter printer leaves out newlines in every version.
     """
     if text.startswith("[in] type = ") and ("[out] " in text or "Returned:" in text):
         return [p for p in re.split(r"(?=\[out\] |Returned:  )", text) if p]
+    if "pMechanism->" in text and not DUMP_ROW.match(text):
+        # ECMQV parameters (every version) are printed with no newline between
+        # them, the last one glued to the next "[in] " line.
+        return [p for p in _MECH_GLUE.split(text) if p]
     return [text]
+
+
+_MECH_GLUE = re.compile(r"(?<=\S)(?=pMechanism->|\[in\] |\[out\] )")
 
 
 def _base(name: str) -> str:

@@ -6,15 +6,29 @@ import json
 from collections import deque
 from typing import TextIO
 
-from pkspy.model import Event, to_json
+from pkspy.model import Event, Pkcs11Call, ProcessStart, to_json
 from pkspy.pipeline import CAUGHT_UP, open_events
 from pkspy.report.lines import format_event, is_failure
 
 FOLLOW_BACKLOG = 10
 
 
+RED, YELLOW, DIM, RESET = "\x1b[31m", "\x1b[33m", "\x1b[2m", "\x1b[0m"
+
+
+def _colour(event: Event, line: str) -> str:
+    """Failures stand out: red for failed calls, yellow for torn or unparsed records."""
+    if isinstance(event, Pkcs11Call) and event.rv not in (None, 0):
+        return RED + line + RESET
+    if is_failure(event):
+        return YELLOW + line + RESET
+    if isinstance(event, ProcessStart):
+        return DIM + line + RESET
+    return line
+
+
 def run(path: str, *, last: int | None, follow: bool, errors_only: bool, fmt: str | None,
-        as_json: bool, out: TextIO, stop=None) -> None:
+        as_json: bool, out: TextIO, colour: bool = False, stop=None) -> None:
     notices: list[str] = []
     _fmt, events = open_events(path, fmt=fmt, follow=follow, notices=notices, stop=stop)
     if last is None and follow:
@@ -24,7 +38,8 @@ def run(path: str, *, last: int | None, follow: bool, errors_only: bool, fmt: st
         if as_json:
             out.write(json.dumps(to_json(event), ensure_ascii=False) + "\n")
         else:
-            out.write(format_event(event) + "\n")
+            line = format_event(event)
+            out.write((_colour(event, line) if colour else line) + "\n")
 
     backlog: deque[Event] | None = deque(maxlen=last) if last is not None else None
     for event in events:

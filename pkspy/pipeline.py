@@ -49,12 +49,13 @@ def open_events(path: str, fmt: str | None = None, follow: bool = False,
         lines = follow_lines(path, notices=notices, stop=stop, idle_marker=True)
         head: list[str] = []
         buffered: list[tuple[str, int] | None] = []
-        for item in lines:
-            buffered.append(item)
+        for item in lines if fmt is None else ():
             if item is CAUGHT_UP:
-                if head:
+                if any(t.strip() for t in head):  # detect from what there is so far
+                    buffered.append(item)
                     break
-                continue
+                continue  # nothing written yet: wait
+            buffered.append(item)
             head.append(item[0])
             if len(head) >= HEAD_LINES:
                 break

@@ -43,7 +43,6 @@ def detect(lines: Iterable[str]) -> str | None:
 def parse(lines: Iterable[tuple[str, int]], fmt: str, first_line: int = 1) -> Iterator[Event]:
     """Events from (text, offset) lines, numbering lines from ``first_line``."""
     parser = PARSERS[fmt]()
-    lineno = first_line - 1
     for lineno, (text, offset) in enumerate(lines, first_line):
         yield from parser.feed(text, lineno, offset)
     yield from parser.close()

@@ -142,11 +142,16 @@ class SpyParser:
 
     def feed(self, text: str, lineno: int, offset: int) -> list[Event]:
         out: list[Event] = []
+        parts = _unglue(text)
         if self._cut is not None:
-            text = self._cut + text  # the rest of a line another thread cut into
-            self._cut = None
+            cut, self._cut = self._cut, None
+            if HEADER.match(text) or BANNER.match(text) or RETURNED.match(text):
+                parts = [cut, *parts]  # the cut line never went on: keep both as they are
+            else:
+                parts = _unglue(cut + text)  # the rest of a line another thread cut into
         at = text.find("Returned:  ")
-        if at > 0 and self._rec is not None and not text.startswith("[in] type = "):
+        if (at > 0 and self._rec is not None and not text.startswith("[in] type = ")
+                and RETURNED.match(text[at:]) and len(parts) == 1):
             # Another thread's "Returned:" landed inside this record's line; the
             # line goes on after it, on the next line.
             self._rec.call.problems.append(
@@ -155,7 +160,7 @@ class SpyParser:
             self._orphan(text[at:], lineno, offset + at, out)
             self._cut = text[:at]
             return out
-        for part in _unglue(text):
+        for part in parts:
             try:
                 self._line(part, lineno, offset, out)
             except (ValueError, IndexError, KeyError, AttributeError, TypeError) as e:

@@ -9,6 +9,7 @@ import sys
 import click
 
 from pkspy import __version__, formats
+from pkspy.report import explain as explain_report
 from pkspy.report import summary as summary_report
 from pkspy.report import tail as tail_report
 from pkspy.sources import SourceError
@@ -71,3 +72,18 @@ def summary(file: str, fmt: str | None, as_json: bool) -> None:
         click.echo(json.dumps(result, indent=2))
     else:
         click.echo(summary_report.render(result))
+
+
+@main.command(context_settings={"ignore_unknown_options": True})
+@click.argument("codes", nargs=-1, required=True)
+@click.option("--namespace", type=click.Choice([*explain_report.NAMESPACES, "iso7816"],
+                                               case_sensitive=False),
+              help="Read the codes in this namespace only.")
+@click.option("--gskit", is_flag=True, help="Read numbers as IBM GSKit return codes.")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable answers.")
+def explain(codes: tuple[str, ...], namespace: str | None, gskit: bool, as_json: bool) -> None:
+    """What a code means: 0xA0, -1208, 6982, 0x8010001F, GSK 408, CKM_ECDSA, an ATR ..."""
+    if gskit and namespace not in (None, "gskit"):
+        raise click.UsageError("--gskit and --namespace name different namespaces")
+    sys.exit(explain_report.run(codes, "gskit" if gskit else namespace, as_json,
+                                out=sys.stdout, err=sys.stderr))

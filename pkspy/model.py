@@ -115,24 +115,54 @@ class Pkcs11Call(Event):
 
 @dataclass(slots=True, kw_only=True)
 class ApduExchange(Event):
+    """A command APDU and the card's response, as one exchange.
+
+    When the command's data is a secret (a PIN in VERIFY, CHANGE REFERENCE
+    DATA, RESET RETRY COUNTER...), the parser names it in ``secret`` and the
+    redactor cuts ``command`` to its header and puts the marker in
+    ``command_data``.
+    """
+
     kind: ClassVar[str] = "apdu"
 
-    command: bytes | Redacted
-    response: bytes | Redacted | None = None
+    command: bytes
+    response: bytes | None = None  # None while (or if) the card has not answered
     sw: int | None = None
     reader: str | None = None
+    header: str | None = None  # the tracer's own summary line (OpenSC: "CLA:0, INS:A4, ...")
+    duration: float | None = None  # seconds from command to response
+    secret: str | None = None
+    command_data: Redacted | None = None
+    command_span: tuple[int, int] | None = None  # raw lines of the command dump
+    command_header_len: int = 4  # bytes before the data: CLA INS P1 P2 (+ Lc)
+    incomplete: bool = False  # no response came (the trace ended, or another command followed)
 
 
 @dataclass(slots=True, kw_only=True)
 class DebugLine(Event):
+    """One message of a tracer's internal log (OpenSC's sc_do_log).
+
+    ``what`` says which kind: called, returned, message, dump, pcsc, pkcs11.
+    """
+
     kind: ClassVar[str] = "debug"
 
-    module: str | None = None
+    module: str | None = None  # OpenSC's app name: opensc-tool, opensc-pkcs11...
     file: str | None = None
     src_line: int | None = None
     function: str | None = None
     message: str = ""
-    depth: int | None = None
+    what: str = "message"
+    depth: int | None = None  # call depth in its thread
+    error: int | None = None  # SC_ERROR_* code of a failed return or check
+    origin: bool = False  # the innermost function where this failure began
+    duration: float | None = None  # seconds between "called" and "returning"
+    rv: int | None = None  # CKR_* or SCARD_* result the line reports
+    data: bytes | None = None  # bytes of a hex dump other than an APDU
+    secret: str | None = None  # what secret the message holds (set by the parser)
+    secret_text: str | None = None  # the secret itself, for the redactor to remove
+    reader: str | None = None  # a reader the line names
+    atr: str | None = None  # an ATR the line shows, as hex
 
 
 @dataclass(slots=True, kw_only=True)
@@ -141,6 +171,10 @@ class Unparsed(Event):
 
     kind: ClassVar[str] = "unparsed"
     reason: str = ""
+
+
+# Positions inside raw lines, and a secret kept only until the redactor takes it.
+_NOT_JSON = frozenset({"raw", "span", "command_span", "command_header_len", "secret_text"})
 
 
 def to_json(value: object) -> object:
@@ -154,7 +188,7 @@ def to_json(value: object) -> object:
         if isinstance(value, Event):
             out["kind"] = value.kind
         for f in fields(value):
-            if f.name in ("raw", "span"):
+            if f.name in _NOT_JSON:
                 continue
             v = getattr(value, f.name)
             if v is None or v == []:

@@ -9,15 +9,22 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
+from pkspy.formats.opensc_debug import OpenscDebugParser
 from pkspy.formats.spy import SpyParser
 from pkspy.model import Event
 
-PARSERS = {SpyParser.format: SpyParser}
+PARSERS = {p.format: p for p in (SpyParser, OpenscDebugParser)}
 
 # Decisive first-lines tests, in the order of formats.md §5.
 _SIGNS = [
     (SpyParser.format, re.compile(r"^\*{5,} OpenSC PKCS#11 spy \*{5,}")),
     (SpyParser.format, re.compile(r"^\d+: (C_\w+|SetOperationState)\s*$")),
+    (OpenscDebugParser.format, re.compile(
+        r"^(?:P:\d+; T:(?:0x)?\d+ |0x[0-9a-fA-F]+ )(?:\d{4}-\d\d-\d\d )?"
+        r"\d\d:\d\d:\d\d\.\d{3} \[[^\]]*\] ")),
+    # <=0.17 on Windows: a date and time, then [app] file:line:func:
+    (OpenscDebugParser.format, re.compile(
+        r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[[^\]]*\] \S+:\d+:\w+: ")),
 ]
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 

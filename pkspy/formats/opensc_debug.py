@@ -1,0 +1,298 @@
+"""OpenSC debug logs (libopensc log.c ``sc_do_log``), 0.15 to 0.27, Unix and Windows.
+
+Every message starts with a header; what follows up to the next header
+belongs to the message (hex dumps, multi-line texts, stray program output)::
+
+    P:3610; T:0x140600437434432 13:39:07.332 [opensc-tool] reader-pcsc.c:326:pcsc_transmit:
+    Outgoing APDU (12 bytes):
+    00 A4 04 00 07 62 76 01 FF 00 00 00 .....bv.....
+
+Headers by version: ``0x<hex tid> HH:MM:SS.mmm [app] …`` (<=0.19 Unix),
+``P:<pid>; T:0x<decimal tid> HH:MM:SS.mmm [app] …`` (0.20+ Unix; the tid is
+decimal despite the 0x) and ``P:<pid>; T:<tid> YYYY-MM-DD HH:MM:SS.mmm [app] …``
+(Windows, and <=0.17 Windows without P:/T:). In the ``file:line:func: `` frame
+the file may be a Windows path with a drive colon; the message has colons of
+its own (``ATR     : 3b:95:…``).
+
+A message is emitted when the next header arrives (it may have more lines
+until then). ``called`` / ``returning with: N (text)`` pairs are folded into a
+call tree per thread: depth, duration, and the innermost function where a
+failure began. Outgoing/Incoming APDU dumps are paired into exchanges.
+"""
+
+from __future__ import annotations
+
+import re
+
+from decoders import iso7816, pkcs11
+from pkspy.model import ApduExchange, DebugLine, Event, Unparsed
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+HEADER = re.compile(
+    r"^(?:P:(?P<pid>\d+); T:(?:0x)?(?P<tid>\d+) |0x(?P<hextid>[0-9a-fA-F]+) )?"
+    r"(?:(?P<date>\d{4}-\d\d-\d\d) )?(?P<time>\d\d:\d\d:\d\d\.\d{3}) "
+    r"\[(?P<app>[^\]]*)\] ?(?P<rest>.*)$")
+# The file has no colon but a Windows drive's; the message may have many.
+FRAME = re.compile(
+    r"^(?P<file>(?:[A-Za-z]:[\\/])?[^:]+):(?P<line>\d+):(?P<func>[A-Za-z_]\w*): ?(?P<msg>.*)$")
+RETURNING = re.compile(r"^returning with: (-?\d+)(?: \((.*)\))?\s*$")
+# "'SELECT' error: -1201 (File not found)", "SW Check failed: -1201 (...)"
+CHECK = re.compile(r"^(.*?): (-1[1-9]\d\d) \((.*)\)\s*$")
+DUMP_LABEL = re.compile(r"^(.*?) ?\((\d+) bytes?\):\s*$")
+OLD_DUMP_LABEL = re.compile(r"^((?:Outgoing|Incoming) APDU) data \[\s*(\d+) bytes\] =+\s*$")
+NULL_LABEL_DUMP = re.compile(r"^(\d+) bytes?:\s*$")
+HEX_PAIRS = re.compile(r"[0-9A-Fa-f]{2}(?= |$)")
+PKCS11_RESULT = re.compile(r"^(C_\w+)\(.*\) = (CKR_\w+|0x[0-9a-fA-F]+)\s*$")
+PCSC_RESULT = re.compile(r"^(?:(?P<reader>.*):)?(?P<desc>SCard\w+(?:\([^)]*\))?[^:]*): "
+                         r"0x(?P<rv>[0-9a-fA-F]{8})\s*$")
+# The card's ATR while matching drivers (level 7+); "ATR try :" lines are table entries.
+CARD_ATR = re.compile(r"^ATR\s+: ([0-9a-fA-F]{2}(?::[0-9a-fA-F]{2})*)\s*$")
+APDU_SUMMARY = re.compile(r"^CLA:([0-9A-F]+), INS:([0-9A-F]+), P1:([0-9A-F]+), P2:([0-9A-F]+)")
+# Level-3 lines that print a PIN in clear (pkcs11-session.c, framework-pkcs15.c).
+PIN_LINES = [
+    (re.compile(r"^C_InitPIN\(\) called, pin '(.*)'"), "PIN"),
+    (re.compile(r"pkcs11_get_pin_callback\(\) secret '(.*)'"), "SO PIN"),
+]
+
+SECONDS_PER_DAY = 86400.0
+
+
+def _seconds(clock: str) -> float:
+    h, m, s = clock.split(":")
+    return int(h) * 3600 + int(m) * 60 + float(s)
+
+
+class _Message:
+    """A message being assembled: its header line and what follows it."""
+
+    __slots__ = ("dump_label", "dump_left", "dump_rows", "event")
+
+    def __init__(self, event: DebugLine) -> None:
+        self.event = event
+        self.dump_label: str | None = None
+        self.dump_left = 0
+        self.dump_rows: tuple[int, int] | None = None
+
+
+class _Frame:
+    __slots__ = ("errors", "function", "line", "start")
+
+    def __init__(self, function: str, start: float, line: int) -> None:
+        self.function = function
+        self.start = start
+        self.line = line
+        self.errors: set[int] = set()  # error codes logged below this frame so far
+
+
+class _Thread:
+    """Per-thread state: the call stack, and the APDU sent and not yet answered."""
+
+    __slots__ = ("clock", "header", "last_error", "outgoing", "reader", "stack")
+
+    def __init__(self) -> None:
+        self.stack: list[_Frame] = []
+        # The last error logged since the card was last talked to: a function that
+        # never logged "called" and fails with the same code is passing it on.
+        self.last_error: int | None = None
+        self.outgoing: ApduExchange | None = None
+        self.header: str | None = None  # the latest "CLA:.., INS:.." line
+        self.reader: str | None = None
+        self.clock = 0.0  # seconds since the first message, with midnight rollovers
+
+
+class OpenscDebugParser:
+    format = "opensc-debug"
+
+    def __init__(self) -> None:
+        self._msg: _Message | None = None
+        self._threads: dict[tuple[int | None, str | None], _Thread] = {}
+        self._processes: dict[int | None, int] = {}  # pid -> process index
+        self._last_clock: dict[tuple[int | None, str | None], float] = {}
+
+    # -- driving -------------------------------------------------------
+
+    def feed(self, text: str, lineno: int, offset: int) -> list[Event]:
+        out: list[Event] = []
+        clean = ANSI.sub("", text) if "\x1b" in text else text
+        m = HEADER.match(clean)
+        if m:
+            self._flush(out)
+            self._start(m, text, lineno, offset)
+        elif self._msg is not None:
+            self._more(clean, text, lineno)
+        elif clean.strip():
+            out.append(Unparsed(line=lineno, end_line=lineno, offset=offset, raw=[text],
+                                reason="before any OpenSC log line"))
+        return out
+
+    def close(self) -> list[Event]:
+        out: list[Event] = []
+        self._flush(out)
+        for thread in self._threads.values():
+            if thread.outgoing is not None:
+                thread.outgoing.incomplete = True
+                out.append(thread.outgoing)
+                thread.outgoing = None
+        return out
+
+    # -- a header line -------------------------------------------------
+
+    def _start(self, m: re.Match[str], text: str, lineno: int, offset: int) -> None:
+        pid = int(m["pid"]) if m["pid"] else None
+        tid = m["tid"] or m["hextid"]
+        rest = m["rest"]
+        frame = FRAME.match(rest)
+        event = DebugLine(line=lineno, end_line=lineno, offset=offset, raw=[text], pid=pid,
+                          tid=tid, module=m["app"],
+                          time=f"{m['date']} {m['time']}" if m["date"] else m["time"],
+                          process=self._processes.setdefault(pid, len(self._processes)))
+        if frame:
+            event.file = frame["file"]
+            event.src_line = int(frame["line"])
+            event.function = frame["func"]
+            event.message = frame["msg"]
+        else:
+            event.message = rest
+        self._msg = _Message(event)
+        d = NULL_LABEL_DUMP.match(event.message)
+        if d:  # sc_log_hex with no label: the length is on the header line
+            self._msg.dump_label, self._msg.dump_left = "", int(d.group(1))
+            event.data, event.what = b"", "dump"
+
+    def _more(self, clean: str, text: str, lineno: int) -> None:
+        msg = self._msg
+        assert msg is not None
+        event = msg.event
+        event.raw.append(text)
+        event.end_line = lineno
+        idx = len(event.raw) - 1
+        if msg.dump_left > 0:
+            pairs = HEX_PAIRS.findall(clean[: 3 * min(msg.dump_left, 16)])
+            take = pairs[: min(msg.dump_left, 16)]
+            event.data = (event.data or b"") + bytes.fromhex("".join(take))
+            msg.dump_left -= len(take)
+            first = msg.dump_rows[0] if msg.dump_rows else idx
+            msg.dump_rows = (first, idx)
+            if not take:
+                msg.dump_left = 0  # not a row: the dump was cut short
+            return
+        if msg.dump_label is None and event.data is None and not event.message.strip():
+            d = DUMP_LABEL.match(clean) or OLD_DUMP_LABEL.match(clean)
+            if d:
+                msg.dump_label = d.group(1)
+                msg.dump_left = int(d.group(2))
+                event.data = b""
+                event.what = "dump"
+                return
+        if clean.strip() and not clean.startswith("====="):
+            # a message that goes on over several lines (or stray program output)
+            event.message = f"{event.message}\n{clean}" if event.message else clean
+
+    # -- a complete message ----------------------------------------------
+
+    def _flush(self, out: list[Event]) -> None:
+        msg, self._msg = self._msg, None
+        if msg is None:
+            return
+        event = msg.event
+        key = (event.pid, event.tid)
+        thread = self._threads.setdefault(key, _Thread())
+        now = self._clock(key, event.time)
+        thread.clock = now
+        event.depth = len(thread.stack)
+        text = event.message.strip()
+        if msg.dump_label is not None and msg.dump_label.endswith("APDU"):
+            self._apdu(thread, msg, now, out)
+            return
+        if text == "called" and event.function:
+            thread.stack.append(_Frame(event.function, now, event.line))
+            event.what = "called"
+        elif (r := RETURNING.match(text)) and event.function:
+            self._returned(thread, event, int(r.group(1)), now)
+        elif p := PCSC_RESULT.match(text):
+            event.what = "pcsc"
+            event.rv = int(p["rv"], 16)
+            if p["reader"]:
+                thread.reader = event.reader = p["reader"]
+        elif p := PKCS11_RESULT.match(text):
+            event.what = "pkcs11"
+            event.rv = pkcs11.value(p.group(2))
+        elif c := CHECK.match(text):
+            event.error = int(c.group(2))
+            event.origin = event.error != thread.last_error
+            thread.last_error = event.error
+            for frame in thread.stack:
+                frame.errors.add(event.error)
+        elif APDU_SUMMARY.match(text):
+            thread.header = text
+        elif a := CARD_ATR.match(text):
+            event.atr = a.group(1).replace(":", "").upper()
+        for pattern, what in PIN_LINES:
+            s = pattern.search(event.message)
+            if s:
+                event.secret, event.secret_text = what, s.group(1)
+        if text.startswith("Using reader with a card: "):
+            thread.reader = event.reader = text.split(": ", 1)[1]
+        out.append(event)
+
+    def _returned(self, thread: _Thread, event: DebugLine, code: int, now: float) -> None:
+        event.what = "returned"
+        frame = None
+        if any(f.function == event.function for f in thread.stack):
+            # Pop to its frame; frames above it never logged a return.
+            while thread.stack[-1].function != event.function:
+                thread.stack.pop()
+            frame = thread.stack.pop()
+            event.duration = round(now - frame.start, 6)
+        event.depth = len(thread.stack)
+        if code < 0:
+            event.error = code
+            # It began here unless something it called failed with the same code.
+            event.origin = (code not in frame.errors) if frame else code != thread.last_error
+            thread.last_error = code
+            for outer in thread.stack:
+                outer.errors.add(code)
+
+    def _apdu(self, thread: _Thread, msg: _Message, now: float, out: list[Event]) -> None:
+        event = msg.event
+        data = event.data or b""
+        common = dict(line=event.line, end_line=event.end_line, offset=event.offset,
+                      raw=event.raw, pid=event.pid, tid=event.tid, time=event.time,
+                      process=event.process)
+        if msg.dump_label.startswith("Outgoing"):
+            if thread.outgoing is not None:  # sent before, never answered
+                thread.outgoing.incomplete = True
+                out.append(thread.outgoing)
+            apdu = ApduExchange(command=data, header=thread.header, reader=thread.reader,
+                                command_span=msg.dump_rows, **common)
+            apdu.secret = iso7816.pin_apdu(data)
+            apdu.duration = now  # the start; becomes the duration on the response
+            thread.header = None
+            thread.last_error = None
+            thread.outgoing = apdu
+            return
+        apdu = thread.outgoing
+        thread.outgoing = None
+        if apdu is None:  # a response with no command: keep it visible
+            apdu = ApduExchange(command=b"", **common)
+            apdu.duration = None
+        else:
+            apdu.raw = apdu.raw + event.raw
+            apdu.end_line = event.end_line
+            apdu.duration = round(now - (apdu.duration or now), 6)
+        apdu.response = data
+        if len(data) >= 2:
+            apdu.sw = int.from_bytes(data[-2:], "big")
+        out.append(apdu)
+
+    def _clock(self, key, clock: str | None) -> float:
+        """Seconds on a running clock per thread; a time earlier than the last is a new day."""
+        if clock is None:
+            return self._last_clock.get(key, 0.0)
+        t = _seconds(clock.split(" ")[-1])
+        last = self._last_clock.get(key)
+        if last is not None:
+            while t < last - 1.0:  # past midnight (OpenSC prints no date on Unix)
+                t += SECONDS_PER_DAY
+        self._last_clock[key] = t
+        return t

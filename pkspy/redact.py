@@ -16,7 +16,16 @@ from __future__ import annotations
 
 import re
 
-from pkspy.model import Arg, Attribute, Event, Mechanism, Pkcs11Call, Redacted
+from pkspy.model import (
+    ApduExchange,
+    Arg,
+    Attribute,
+    DebugLine,
+    Event,
+    Mechanism,
+    Pkcs11Call,
+    Redacted,
+)
 
 MASK = "*"
 # Shorter secrets would match by chance inside unrelated hex and text.
@@ -35,16 +44,64 @@ class Redactor:
         if isinstance(event, Pkcs11Call):
             for item in _secret_items(event.args):
                 self._hide(event, item)
+        elif isinstance(event, ApduExchange) and event.secret:
+            self._hide_apdu(event)
+        elif isinstance(event, DebugLine) and event.secret_text is not None:
+            self._hide_message(event)
         if self._known:
-            event.raw = [self._sweep.sub(_mask_match, line) for line in event.raw]
-            if isinstance(event, Pkcs11Call):
-                for item in _all_items(event.args):
-                    if isinstance(item.value, str):
-                        item.value = self._sweep.sub(_mask_match, item.value)
-                    elif isinstance(item.value, bytes) and self._holds_secret(item.value):
-                        item.secret = "copy of a secret"
-                        self._hide(event, item)
+            self._sweep_event(event)
         return event
+
+    def _sweep_event(self, event: Event) -> None:
+        """Mask every copy of a secret seen before, wherever it stands."""
+        sweep = self._sweep
+        assert sweep is not None
+        event.raw = [sweep.sub(_mask_match, line) for line in event.raw]
+        if isinstance(event, Pkcs11Call):
+            for item in _all_items(event.args):
+                if isinstance(item.value, str):
+                    item.value = sweep.sub(_mask_match, item.value)
+                elif isinstance(item.value, bytes) and self._holds_secret(item.value):
+                    item.secret = "copy of a secret"
+                    self._hide(event, item)
+        elif isinstance(event, DebugLine):
+            event.message = sweep.sub(_mask_match, event.message)
+            if event.data is not None and self._holds_secret(event.data):
+                event.data = None
+                event.message += f" {Redacted('copy of a secret')}"
+        elif isinstance(event, ApduExchange):
+            if self._holds_secret(event.command):
+                event.secret = "copy of a secret"
+                self._hide_apdu(event)
+            if event.response and self._holds_secret(event.response):
+                event.response = None
+                event.header = f"{event.header or ''} [the response held a secret: removed]"
+
+    def _hide_apdu(self, apdu: ApduExchange) -> None:
+        """Keep the command's header (CLA INS P1 P2 Lc), hide its data."""
+        start, length = _command_data(apdu.command)
+        if not length:
+            return
+        data = apdu.command[start:start + length]
+        self._learn(data)
+        self._learn(data.rstrip(b"\xff\x00 "))  # PINs are padded with FF, 00 or spaces
+        apdu.command = apdu.command[:start]
+        apdu.command_header_len = start
+        apdu.command_data = Redacted(apdu.secret or "secret", length)
+        if apdu.command_span is not None:
+            first, last = apdu.command_span
+            apdu.raw[first:last + 1] = _mask_bytes(apdu.raw[first:last + 1], start,
+                                                   start + length, start + length)
+
+    def _hide_message(self, event: DebugLine) -> None:
+        secret = event.secret_text or ""
+        event.secret_text = None
+        if not secret:
+            return
+        self._learn(secret.encode("utf-8", "surrogateescape"))
+        marker = str(Redacted(event.secret or "secret", len(secret.encode())))
+        event.message = event.message.replace(secret, marker)
+        event.raw = [line.replace(secret, MASK * len(secret)) for line in event.raw]
 
     def _holds_secret(self, data: bytes) -> bool:
         return any(s in data for s in self._known)
@@ -71,16 +128,18 @@ class Redactor:
         if len(secret) < MIN_SWEEP or secret in self._known:
             return
         self._known.add(secret)
-        forms: set[str] = set()
-        for s in self._known:
-            h = s.hex()
-            forms.update((h, h.upper(), " ".join(h[i:i + 2] for i in range(0, len(h), 2)),
-                          " ".join(h[i:i + 2] for i in range(0, len(h), 2)).upper()))
+        forms: list[str] = []
+        for s in sorted(self._known, key=len, reverse=True):
+            pairs = [f"{b:02x}" for b in s]
+            for sep in ("", " ", ":"):
+                forms += [re.escape(sep.join(pairs)), re.escape(sep.join(pairs).upper())]
             text = s.decode("latin-1")
-            if text.isprintable():
-                forms.add(text)
-        alternatives = sorted(forms, key=len, reverse=True)
-        self._sweep = re.compile("|".join(re.escape(f) for f in alternatives))
+            if text.isdigit():
+                # a numeric PIN: not inside a longer number (line numbers, pids, offsets)
+                forms.append(rf"(?<![0-9]){re.escape(text)}(?![0-9])")
+            elif text.isprintable():
+                forms.append(re.escape(text))
+        self._sweep = re.compile("|".join(forms))
 
 
 def _mask_match(m: re.Match[str]) -> str:
@@ -112,3 +171,37 @@ def _secret_items(args: list[Arg]):
     for item in _all_items(args):
         if item.secret:
             yield item
+
+
+def _command_data(command: bytes) -> tuple[int, int]:
+    """Where a command APDU's data starts, and how long it is (ISO 7816-4 cases 3/4)."""
+    if len(command) > 5 and command[4] != 0:
+        return 5, min(command[4], len(command) - 5)
+    if len(command) > 7 and command[4] == 0:  # extended Lc: 00 hi lo
+        return 7, min(int.from_bytes(command[5:7], "big"), len(command) - 7)
+    return len(command), 0
+
+
+_ROW_PAIRS = re.compile(r"^((?:[0-9A-Fa-f]{2} )+)")
+
+
+def _mask_bytes(rows: list[str], start: int, end: int, total: int) -> list[str]:
+    """Mask bytes start..end of a dump of ``total`` bytes written as "XX XX .. ascii" rows.
+
+    Each row holds up to 16 bytes; its ASCII column is its last characters,
+    one per byte (OpenSC pads every row but the first to 16 slots).
+    """
+    out, pos = [], 0
+    for row in rows:
+        m = _ROW_PAIRS.match(row)
+        n = min(len(m.group(1)) // 3, 16, total - pos) if m else 0
+        chars = list(row)
+        for i in range(n):
+            if start <= pos + i < end:
+                chars[3 * i:3 * i + 2] = MASK, MASK
+                j = len(row) - n + i
+                if j >= 3 * n:
+                    chars[j] = MASK
+        out.append("".join(chars))
+        pos += n
+    return out

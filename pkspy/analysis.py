@@ -11,8 +11,18 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from decoders import pkcs11
-from pkspy.model import Arg, Attribute, Event, Pkcs11Call, ProcessStart, Redacted, Unparsed
+from decoders import opensc, pkcs11
+from pkspy.model import (
+    ApduExchange,
+    Arg,
+    Attribute,
+    DebugLine,
+    Event,
+    Pkcs11Call,
+    ProcessStart,
+    Redacted,
+    Unparsed,
+)
 
 TEXT_ATTRIBUTES = {"CKA_LABEL", "CKA_APPLICATION", "CKA_URL"}
 
@@ -71,6 +81,12 @@ class Analysis:
     orphan_results: int = 0
     unparsed_lines: int = 0
     problems: int = 0
+    apdus: int = 0
+    status_words: Counter[str] = field(default_factory=Counter)
+    sc_errors: Counter[str] = field(default_factory=Counter)
+    failures: list[dict] = field(default_factory=list)  # OpenSC functions where failures began
+    readers: list[str] = field(default_factory=list)
+    atr: list[str] = field(default_factory=list)
     first_time: str | None = None
     last_time: str | None = None
     _open: dict[tuple[int, int], dict] = field(default_factory=dict, repr=False)
@@ -86,6 +102,39 @@ class Analysis:
                                  "errors": event.errors, "line": event.line})
         elif isinstance(event, Pkcs11Call):
             self._call(event)
+        elif isinstance(event, ApduExchange):
+            self._apdu(event)
+        elif isinstance(event, DebugLine):
+            self._debug(event)
+
+    def _time(self, event: Event) -> None:
+        if event.time:
+            self.first_time = self.first_time or event.time
+            self.last_time = event.time
+
+    def _seen(self, items: list[str], value: str | None) -> None:
+        if value and value not in items:
+            items.append(value)
+
+    def _apdu(self, apdu: ApduExchange) -> None:
+        self._time(apdu)
+        self.apdus += 1
+        if apdu.sw is not None:
+            self.status_words[f"{apdu.sw:04X}"] += 1
+        self._seen(self.readers, apdu.reader)
+
+    def _debug(self, line: DebugLine) -> None:
+        self._time(line)
+        if line.error is not None and line.origin:
+            self.sc_errors[str(line.error)] += 1
+            self.failures.append({"process": line.process, "line": line.line,
+                                  "function": line.function, "file": line.file,
+                                  "error": line.error, "name": opensc.name(line.error),
+                                  "message": line.message.strip()})
+        if line.reader:
+            self._seen(self.readers, line.reader)
+        if line.atr:
+            self._seen(self.atr, line.atr)
 
     def _call(self, call: Pkcs11Call) -> None:
         if call.incomplete:
@@ -96,9 +145,7 @@ class Analysis:
             self.torn_records += 1
         self.problems += len(call.problems)
         self.unparsed_lines += sum(p.startswith("line ") for p in call.problems)
-        if call.time:
-            self.first_time = self.first_time or call.time
-            self.last_time = call.time
+        self._time(call)
         if call.function is None:
             return
         self.calls += 1
@@ -211,6 +258,12 @@ class Analysis:
             "modules": self.modules,
             "first_time": self.first_time,
             "last_time": self.last_time,
+            "apdus": self.apdus,
+            "status_words": dict(sorted(self.status_words.items())),
+            "sc_errors": dict(sorted(self.sc_errors.items())),
+            "failures": self.failures,
+            "readers": self.readers,
+            "atr": self.atr,
             "incomplete_records": self.incomplete_records,
             "torn_records": self.torn_records,
             "orphan_results": self.orphan_results,

@@ -9,9 +9,19 @@ mechanism, handles, templates); buffers show only their length.
 
 from __future__ import annotations
 
-from decoders import pkcs11
+from decoders import iso7816, opensc, pcsc, pkcs11
 from pkspy.analysis import TEXT_ATTRIBUTES, attribute_value
-from pkspy.model import Arg, Event, Mechanism, Pkcs11Call, ProcessStart, Redacted, Unparsed
+from pkspy.model import (
+    ApduExchange,
+    Arg,
+    DebugLine,
+    Event,
+    Mechanism,
+    Pkcs11Call,
+    ProcessStart,
+    Redacted,
+    Unparsed,
+)
 
 # How an argument is labelled on the line; arguments not listed keep their own name.
 LABELS = {
@@ -116,7 +126,87 @@ def result_text(call: Pkcs11Call) -> str:
 def is_failure(event: Event) -> bool:
     if isinstance(event, Pkcs11Call):
         return event.rv is None or event.rv != 0 or bool(event.torn)
+    if isinstance(event, ApduExchange):
+        return event.sw is None or not iso7816.status_word(event.sw).ok
+    if isinstance(event, DebugLine):
+        return debug_failure(event)
     return isinstance(event, Unparsed)
+
+
+def debug_failure(line: DebugLine) -> bool:
+    """An OpenSC line worth a line of its own: where a failure began, a failed PC/SC
+    or PKCS#11 result. The thousands of other lines are only shown by --json."""
+    if line.error is not None:
+        return line.origin
+    return line.what in ("pcsc", "pkcs11") and line.rv not in (None, 0)
+
+
+def is_shown(event: Event) -> bool:
+    return not isinstance(event, DebugLine) or debug_failure(event)
+
+
+APDU_DATA_SHOWN = 16
+
+
+def _hex(data: bytes, limit: int = APDU_DATA_SHOWN) -> str:
+    text = data[:limit].hex(" ").upper()
+    return text + (f" …(+{len(data) - limit})" if len(data) > limit else "")
+
+
+def format_apdu(apdu: ApduExchange) -> str:
+    """SELECT 00 A4 04 00 Lc=07 62 76 01 FF 00 00 00 -> 6A82 file or application not found"""
+    parts = []
+    if apdu.command:
+        try:
+            cmd = iso7816.parse_command(apdu.command)
+        except ValueError:
+            cmd = None
+        head = apdu.command[:4]
+        name = (iso7816.ins_name(head[1], head[0], None, *head[2:4]) if len(head) == 4
+                else "short command")
+        parts += [name, head.hex(" ").upper()]
+        if apdu.command_data is not None:
+            parts += [f"Lc={apdu.command_data.length}", str(apdu.command_data)]
+        elif cmd is not None:
+            if cmd.data:
+                parts += [f"Lc={len(cmd.data)}", _hex(cmd.data)]
+            if cmd.le is not None:
+                parts.append(f"Le={cmd.le}")
+            if cmd.problem:
+                parts.append(f"[{cmd.problem}]")
+        else:
+            parts.append(_hex(apdu.command[4:]))
+    else:
+        parts.append("(response with no command)")
+    parts.append("->")
+    if apdu.response is None:
+        parts.append("(no response)")
+    else:
+        data = apdu.response[:-2]
+        if apdu.sw is not None:
+            parts.append(iso7816.sw_text(apdu.sw))
+        if data:
+            parts.append(f"data[{len(data)}]")
+    if apdu.duration is not None:
+        parts.append(f"{apdu.duration * 1000:.1f} ms")
+    if apdu.reader:
+        parts.append(f"@{apdu.reader}")
+    return " ".join(parts)
+
+
+def format_debug(line: DebugLine) -> str:
+    where = f"{line.function or '?'} ({line.file}:{line.src_line})" if line.file else (
+        line.function or line.module or "")
+    if line.error is not None:
+        name = opensc.name(line.error) or "SC_ERROR"
+        text = f"{where} failed: {name} ({line.error}) {opensc.text(line.error)}"
+        if line.what != "returned":
+            text += f" — {line.message.strip()}"
+        return text + " [failure began here]"
+    if line.what == "pcsc":
+        code = pcsc.name(line.rv) if line.rv is not None else None
+        return f"{where}: {line.message.strip()} = {code or hex(line.rv or 0)}"
+    return f"{where}: {line.message.strip()}"
 
 
 def format_event(event: Event) -> str:
@@ -134,6 +224,10 @@ def format_event(event: Event) -> str:
         if event.problems:
             parts.append(f"[{len(event.problems)} line(s) not understood]")
         return " ".join(parts)
+    if isinstance(event, ApduExchange):
+        return f"{head}   APDU {format_apdu(event)}"
+    if isinstance(event, DebugLine):
+        return f"{head}   {format_debug(event)}"
     if isinstance(event, ProcessStart):
         text = f"{head}   -- process {event.process} loaded {event.module or '?'}"
         if event.errors:

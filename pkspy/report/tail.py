@@ -8,7 +8,7 @@ from typing import TextIO
 
 from pkspy.model import Event, Pkcs11Call, ProcessStart, to_json
 from pkspy.pipeline import CAUGHT_UP, open_events
-from pkspy.report.lines import format_event, is_failure
+from pkspy.report.lines import format_event, is_failure, is_shown
 
 FOLLOW_BACKLOG = 10
 
@@ -53,7 +53,7 @@ def run(path: str, *, last: int | None, follow: bool, errors_only: bool, fmt: st
                 backlog = None
             out.flush()
             continue
-        if errors_only and not is_failure(event):
+        if (errors_only and not is_failure(event)) or (not as_json and not is_shown(event)):
             continue
         if backlog is not None:
             backlog.append(event)

@@ -11,13 +11,14 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from decoders import opensc, pkcs11
+from decoders import opensc, pcsc, pkcs11
 from pkspy.model import (
     ApduExchange,
     Arg,
     Attribute,
     DebugLine,
     Event,
+    PcscCall,
     Pkcs11Call,
     ProcessStart,
     Redacted,
@@ -81,7 +82,10 @@ class Analysis:
     orphan_results: int = 0
     unparsed_lines: int = 0
     problems: int = 0
-    apdus: int = 0
+    apdus: int = 0  # exchanges with a response
+    apdus_unanswered: int = 0
+    pcsc_calls: Counter[str] = field(default_factory=Counter)
+    failed_pcsc_calls: list[dict] = field(default_factory=list)
     status_words: Counter[str] = field(default_factory=Counter)
     sc_errors: Counter[str] = field(default_factory=Counter)
     failures: list[dict] = field(default_factory=list)  # OpenSC functions where failures began
@@ -104,6 +108,8 @@ class Analysis:
             self._call(event)
         elif isinstance(event, ApduExchange):
             self._apdu(event)
+        elif isinstance(event, PcscCall):
+            self._pcsc(event)
         elif isinstance(event, DebugLine):
             self._debug(event)
 
@@ -118,10 +124,34 @@ class Analysis:
 
     def _apdu(self, apdu: ApduExchange) -> None:
         self._time(apdu)
-        self.apdus += 1
+        if apdu.function:
+            self._pcsc_result(apdu.function, apdu.rv, apdu)
+        if apdu.response is None:
+            self.apdus_unanswered += 1
+        else:
+            self.apdus += 1
         if apdu.sw is not None:
             self.status_words[f"{apdu.sw:04X}"] += 1
         self._seen(self.readers, apdu.reader)
+
+    def _pcsc_result(self, function: str, rv: int | None, event: Event) -> None:
+        self.pcsc_calls[function] += 1
+        if rv:
+            self.failed_pcsc_calls.append({"process": event.process, "line": event.line,
+                                           "function": function, "rv": f"0x{rv:08X}",
+                                           "name": pcsc.name(rv)})
+
+    def _pcsc(self, call: PcscCall) -> None:
+        self._time(call)
+        self._pcsc_result(call.function, call.rv, call)
+        self.problems += len(call.problems)
+        if call.incomplete:
+            self.incomplete_records += 1
+        for arg in call.args:
+            if arg.name == "szReader" and isinstance(arg.value, str):
+                self._seen(self.readers, arg.value)
+            elif arg.name == "bAtr" and arg.direction == "out" and arg.value:
+                self._seen(self.atr, arg.value.hex().upper())
 
     def _debug(self, line: DebugLine) -> None:
         self._time(line)
@@ -259,6 +289,9 @@ class Analysis:
             "first_time": self.first_time,
             "last_time": self.last_time,
             "apdus": self.apdus,
+            "apdus_unanswered": self.apdus_unanswered,
+            "pcsc_calls_by_function": dict(sorted(self.pcsc_calls.items())),
+            "failed_pcsc_calls": self.failed_pcsc_calls,
             "status_words": dict(sorted(self.status_words.items())),
             "sc_errors": dict(sorted(self.sc_errors.items())),
             "failures": self.failures,

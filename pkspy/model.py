@@ -135,7 +135,25 @@ class ApduExchange(Event):
     command_data: Redacted | None = None
     command_span: tuple[int, int] | None = None  # raw lines of the command dump
     command_header_len: int = 4  # bytes before the data: CLA INS P1 P2 (+ Lc)
+    command_row_bytes: int = 16  # bytes per dump row in the raw text; 0: all on one line
     incomplete: bool = False  # no response came (the trace ended, or another command followed)
+    function: str | None = None  # the transport call that carried it (SCardTransmit)
+    rv: int | None = None  # that call's result (SCARD_*), where the trace shows it
+
+
+@dataclass(slots=True, kw_only=True)
+class PcscCall(Event):
+    """A PC/SC call (SCardConnect, SCardStatus...) other than a transmit, which is
+    an ApduExchange. ``args`` holds the values the spy printed, in order."""
+
+    kind: ClassVar[str] = "pcsc"
+
+    function: str
+    args: list[Arg] = field(default_factory=list)
+    rv: int | None = None
+    duration: float | None = None
+    incomplete: bool = False
+    problems: list[str] = field(default_factory=list)
 
 
 @dataclass(slots=True, kw_only=True)
@@ -174,7 +192,8 @@ class Unparsed(Event):
 
 
 # Positions inside raw lines, and a secret kept only until the redactor takes it.
-_NOT_JSON = frozenset({"raw", "span", "command_span", "command_header_len", "secret_text"})
+_NOT_JSON = frozenset({"raw", "span", "command_span", "command_header_len", "command_row_bytes",
+                       "secret_text"})
 
 
 def to_json(value: object) -> object:

@@ -91,7 +91,8 @@ class Redactor:
         if apdu.command_span is not None:
             first, last = apdu.command_span
             apdu.raw[first:last + 1] = _mask_bytes(apdu.raw[first:last + 1], start,
-                                                   start + length, start + length)
+                                                   start + length, start + length,
+                                                   apdu.command_row_bytes)
 
     def _hide_message(self, event: DebugLine) -> None:
         secret = event.secret_text or ""
@@ -182,25 +183,33 @@ def _command_data(command: bytes) -> tuple[int, int]:
     return len(command), 0
 
 
-_ROW_PAIRS = re.compile(r"^((?:[0-9A-Fa-f]{2} )+)")
+# A dump row: an optional prefix (a tracer's TID@, pcsc-spy's " i  0000 "), hex pairs.
+_ROW = re.compile(r"^(?P<prefix>[0-9A-F]+@|.*?[io] +[0-9A-F]{4} )?(?P<pairs>(?:[0-9A-Fa-f]{2} ?)+)")
 
 
-def _mask_bytes(rows: list[str], start: int, end: int, total: int) -> list[str]:
+def _mask_bytes(rows: list[str], start: int, end: int, total: int,
+                per_row: int = 16) -> list[str]:
     """Mask bytes start..end of a dump of ``total`` bytes written as "XX XX .. ascii" rows.
 
-    Each row holds up to 16 bytes; its ASCII column is its last characters,
-    one per byte (OpenSC pads every row but the first to 16 slots).
+    A row holds up to ``per_row`` bytes (0: no limit); an ASCII column, if the
+    row has one, is its last characters, one per byte (OpenSC pads every row
+    but the first to 16 slots).
     """
     out, pos = [], 0
     for row in rows:
-        m = _ROW_PAIRS.match(row)
-        n = min(len(m.group(1)) // 3, 16, total - pos) if m else 0
+        m = _ROW.match(row)
+        if not m:
+            out.append(row)
+            continue
+        base = len(m.group("prefix") or "")
+        pairs = (len(m.group("pairs")) + 1) // 3
+        n = min(pairs, total - pos, per_row or pairs)
         chars = list(row)
         for i in range(n):
             if start <= pos + i < end:
-                chars[3 * i:3 * i + 2] = MASK, MASK
+                chars[base + 3 * i:base + 3 * i + 2] = MASK, MASK
                 j = len(row) - n + i
-                if j >= 3 * n:
+                if j >= base + 3 * n:
                     chars[j] = MASK
         out.append("".join(chars))
         pos += n

@@ -10,13 +10,15 @@ import re
 from collections.abc import Iterable, Iterator
 
 from pkspy.formats.opensc_debug import OpenscDebugParser
+from pkspy.formats.pcsc_spy import PcscSpyRawParser
 from pkspy.formats.spy import SpyParser
 from pkspy.model import Event
 
-PARSERS = {p.format: p for p in (SpyParser, OpenscDebugParser)}
+PARSERS = {p.format: p for p in (SpyParser, OpenscDebugParser, PcscSpyRawParser)}
 
 # Decisive first-lines tests, in the order of formats.md §5.
 _SIGNS = [
+    (PcscSpyRawParser.format, re.compile(r"^[0-9A-F]+@[<>]\|\d+\|\d+\|SCard\w+")),
     (SpyParser.format, re.compile(r"^\*{5,} OpenSC PKCS#11 spy \*{5,}")),
     (SpyParser.format, re.compile(r"^\d+: (C_\w+|SetOperationState)\s*$")),
     (OpenscDebugParser.format, re.compile(

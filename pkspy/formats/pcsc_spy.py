@@ -28,6 +28,7 @@ LINE = re.compile(r"^([0-9A-F]+)@(.*)$")
 ENTRY = re.compile(r"^>\|(\d+)\|(\d+)\|(\w+)$")
 EXIT = re.compile(r"^<\|(\d+)\|(\d+)\|(\w+)\|(?:(.*)\|)?(0x[0-9A-Fa-f]+)$")
 HEXLINE = re.compile(r"^(?:[0-9A-F]{2} )+$")
+HEXNUM = re.compile(r"^0x[0-9A-Fa-f]+$")
 
 # Layouts: values before the real call, "|", values after it. Kinds: a plain value
 # (int or text), "buf" (a length line, then hex / empty / NULL), "nstr" (a length,
@@ -76,17 +77,18 @@ class _Values:
     def left(self) -> int:
         return len(self.lines) - self.at
 
-    def value(self) -> int | str:
+    def value(self) -> int:
         v = self.next()
-        try:
-            return int(v, 16) if v.startswith("0x") else v
-        except ValueError:
-            return v
+        if not HEXNUM.match(v):
+            raise LayoutError(f"a number expected, not {v[:40]!r}")
+        return int(v, 16)
 
     def buf(self) -> bytes | None:
         length = self.next()
         if length == "NULL":
             return None
+        if not HEXNUM.match(length):
+            raise LayoutError(f"a buffer length expected, not {length[:40]!r}")
         data = self.next() if self.left() else "NULL"
         if data == "NULL":
             return None
@@ -100,7 +102,9 @@ class _Values:
             if self.left() and self.lines[self.at] == '""':
                 self.at += 1
             return None
-        total = int(length, 16) if length.startswith("0x") else 0
+        if not HEXNUM.match(length):
+            raise LayoutError(f"a string length expected, not {length[:40]!r}")
+        total = int(length, 16)
         strings, used = [], 0
         while used < total and self.left():
             s = self.next()
@@ -127,9 +131,7 @@ def _read(layout: str, values: _Values, args: list[Arg] | None = None) -> list[A
         elif kind == "text":
             args.append(Arg(name=name, direction=direction, kind="text", value=values.next()))
         else:
-            v = values.value()
-            args.append(Arg(name=name, direction=direction,
-                            kind="ulong" if isinstance(v, int) else "text", value=v))
+            args.append(Arg(name=name, direction=direction, kind="ulong", value=values.value()))
     return args
 
 

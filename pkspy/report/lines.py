@@ -17,6 +17,7 @@ from pkspy.model import (
     DebugLine,
     Event,
     Mechanism,
+    PcscCall,
     Pkcs11Call,
     ProcessStart,
     Redacted,
@@ -130,6 +131,8 @@ def is_failure(event: Event) -> bool:
         return event.sw is None or not iso7816.status_word(event.sw).ok
     if isinstance(event, DebugLine):
         return debug_failure(event)
+    if isinstance(event, PcscCall):
+        return bool(event.rv) or event.incomplete or bool(event.problems)
     return isinstance(event, Unparsed)
 
 
@@ -187,10 +190,41 @@ def format_apdu(apdu: ApduExchange) -> str:
             parts.append(iso7816.sw_text(apdu.sw))
         if data:
             parts.append(f"data[{len(data)}]")
+    if apdu.rv:  # the transport call failed: no response came
+        parts.append(f"[{apdu.function or 'transmit'}: {pcsc.name(apdu.rv) or hex(apdu.rv)}]")
     if apdu.duration is not None:
         parts.append(f"{apdu.duration * 1000:.1f} ms")
     if apdu.reader:
         parts.append(f"@{apdu.reader}")
+    return " ".join(parts)
+
+
+# PC/SC arguments worth a glance, by name.
+PCSC_SHOWN = ("szReader", "dwShareMode", "dwPreferredProtocols", "dwActiveProtocol",
+              "dwDisposition", "dwControlCode", "dwAttrId", "dwTimeout", "phCard", "hCard")
+
+
+def format_pcsc(call: PcscCall) -> str:
+    parts = [call.function]
+    for arg in call.args:
+        if arg.name in PCSC_SHOWN and arg.value is not None:
+            v = f"0x{arg.value:X}" if isinstance(arg.value, int) else repr(arg.value)
+            shown = f"{arg.name}={v}"
+        elif arg.name == "bAtr" and arg.direction == "out" and arg.value:
+            shown = f"ATR={arg.value.hex().upper()}"
+        else:
+            continue
+        if shown not in parts:  # GetStatusChange names each reader twice (in and out)
+            parts.append(shown)
+    parts.append("->")
+    if call.rv is None:
+        parts.append("(no result: record cut short)")
+    else:
+        parts.append(pcsc.name(call.rv) or f"0x{call.rv:08X}")
+    if call.duration is not None:
+        parts.append(f"{call.duration * 1000:.1f} ms")
+    if call.problems:
+        parts.append(f"[{'; '.join(call.problems)}]")
     return " ".join(parts)
 
 
@@ -228,6 +262,8 @@ def format_event(event: Event) -> str:
         return f"{head}   APDU {format_apdu(event)}"
     if isinstance(event, DebugLine):
         return f"{head}   {format_debug(event)}"
+    if isinstance(event, PcscCall):
+        return f"{head}   {format_pcsc(event)}"
     if isinstance(event, ProcessStart):
         text = f"{head}   -- process {event.process} loaded {event.module or '?'}"
         if event.errors:

@@ -1,12 +1,15 @@
 #!/bin/sh
 # Install what the tests need (the real programs the end-to-end tests drive:
-# SoftHSM2, OpenSC's pkcs11-spy and pkcs11-tool), then run the whole suite.
+# SoftHSM2 and OpenSC's pkcs11-spy / pkcs11-tool / opensc-tool; pcscd with
+# vsmartcard's virtual reader and card, and pcsc-lite's spy library), then run
+# the whole suite.
 set -eu
 cd "$(dirname "$0")/.."
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 need=""
-for pkg in softhsm2 opensc opensc-pkcs11 openssl; do
+for pkg in softhsm2 opensc opensc-pkcs11 openssl pcscd libpcsclite1 libpcsclite-dev \
+           vsmartcard-vpcd python3-virtualsmartcard python3-pycryptodome util-linux; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need="$need $pkg"
 done
 if [ -n "$need" ]; then

@@ -15,7 +15,7 @@ import pytest
 from conftest import ROOT, pkspy, secret_forms
 
 sys.path.insert(0, str(ROOT / "fixtures" / "card"))
-from virtual_card import PACKAGES, VirtualCard, VirtualCardUnavailable  # noqa: E402
+from virtual_card import PACKAGES, VirtualCard, VirtualCardUnavailable
 
 PIN, WRONG = "605518", "447120"
 APDUS = [

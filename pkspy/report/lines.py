@@ -9,7 +9,7 @@ mechanism, handles, templates); buffers show only their length.
 
 from __future__ import annotations
 
-from decoders import iso7816, opensc, pcsc, pkcs11
+from decoders import der, iso7816, opensc, pcsc, pkcs11
 from pkspy.analysis import TEXT_ATTRIBUTES, attribute_value
 from pkspy.model import (
     ApduExchange,
@@ -36,7 +36,14 @@ LABELS = {
 # Arguments that are noise on a one-line view.
 SKIP = {"pApplication", "Notify", "pInitArgs", "compat", "pVersion", "pInterfaceName",
         "pReserved", "pulCount"}
-TEMPLATE_ITEMS = 4
+TEMPLATE_ITEMS = 5
+# What says most about an object comes first when a template is cut short.
+TELLING = ("CKA_CLASS", "CKA_KEY_TYPE", "CKA_LABEL", "CKA_ID", "CKA_VALUE", "CKA_SUBJECT",
+           "CKA_EC_PARAMS", "CKA_MODULUS_BITS", "CKA_CERTIFICATE_TYPE")
+
+
+def _attr_rank(attr) -> int:
+    return TELLING.index(attr.name) if attr.name in TELLING else len(TELLING)
 # From info blocks (token, slot, session, mechanism info), the fields worth a glance.
 INFO_KEYS = ("label", "slotDescription", "state", "min", "max")
 
@@ -53,6 +60,10 @@ def _info_text(value: object) -> str:
 def _attr_text(attr) -> str:
     if isinstance(attr.value, Redacted):
         return str(attr.value)
+    if isinstance(attr.value, bytes) and attr.name not in TEXT_ATTRIBUTES:
+        described = der.describe(attr.name, attr.value)  # a subject, a curve, a key size
+        if described:
+            return _short(described, 120)
     v = attribute_value(attr)
     if isinstance(v, str) and attr.name in TEXT_ATTRIBUTES:
         return _short(repr(v))
@@ -73,8 +84,9 @@ def format_arg(arg: Arg) -> str | None:
     if arg.kind == "mechanism":
         return f"mech={v.name}" if isinstance(v, Mechanism) else "mech=NULL"
     if arg.kind == "template":
+        shown = sorted(v or [], key=_attr_rank)[:TEMPLATE_ITEMS]
         items = [a.name if a.value is None else f"{a.name}={_attr_text(a)}"
-                 for a in (v or [])[:TEMPLATE_ITEMS]]
+                 for a in (v or []) if a in shown]  # in the trace's order
         more = len(v or []) - TEMPLATE_ITEMS
         if more > 0:
             items.append(f"+{more}")

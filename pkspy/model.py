@@ -81,6 +81,15 @@ class Event:
     tid: str | None = None  # opaque: the spy prints a decimal behind "0x"
     time: str | None = None  # local time as printed, "YYYY-MM-DD HH:MM:SS.mmm"
     source: str | None = None  # file name, when several are read together
+    # The source line of each raw line, where they are not line, line+1, ...
+    # (an exchange paired from two messages, a call whose thread was interleaved).
+    raw_lines: list[int] | None = field(default=None, repr=False)
+
+    def source_lines(self) -> list[int]:
+        """The line number of each entry of ``raw``."""
+        if self.raw_lines is not None:
+            return self.raw_lines
+        return list(range(self.line, self.line + len(self.raw)))
 
 
 @dataclass(slots=True, kw_only=True)
@@ -192,8 +201,8 @@ class Unparsed(Event):
 
 
 # Positions inside raw lines, and a secret kept only until the redactor takes it.
-_NOT_JSON = frozenset({"raw", "span", "command_span", "command_header_len", "command_row_bytes",
-                       "secret_text"})
+_NOT_JSON = frozenset({"raw", "raw_lines", "span", "command_span", "command_header_len",
+                       "command_row_bytes", "secret_text"})
 
 
 def to_json(value: object) -> object:

@@ -277,6 +277,7 @@ class OpenscDebugParser:
             apdu = ApduExchange(command=b"", **common)
             apdu.duration = None
         else:
+            apdu.raw_lines = apdu.source_lines() + event.source_lines()
             apdu.raw = apdu.raw + event.raw
             apdu.end_line = event.end_line
             apdu.duration = round(now - (apdu.duration or now), 6)

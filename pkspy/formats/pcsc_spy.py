@@ -153,7 +153,7 @@ def _stamp(sec: str, usec: str) -> tuple[float, str]:
 
 
 class _Call:
-    __slots__ = ("function", "line", "offset", "raw", "start", "time", "values")
+    __slots__ = ("function", "line", "lines", "offset", "raw", "start", "time", "values")
 
     def __init__(self, function: str, line: int, offset: int, raw: str, start: float,
                  time: str) -> None:
@@ -161,6 +161,7 @@ class _Call:
         self.line = line
         self.offset = offset
         self.raw = [raw]
+        self.lines = [line]  # other threads' lines may come between a call's lines
         self.values: list[tuple[str, int]] = []  # (payload, index in raw)
         self.start = start
         self.time = time
@@ -197,11 +198,11 @@ class PcscSpyRawParser:
                                 process=0, tid=tid, reason="a value outside any call"))
             return out
         call.raw.append(text)
+        call.lines.append(lineno)
         x = EXIT.match(payload)
         if x and x.group(3) == call.function:
             end, _ = _stamp(x.group(1), x.group(2))
-            out.append(self._finish(tid, int(x.group(5), 16), round(end - call.start, 6),
-                                    end_line=lineno))
+            out.append(self._finish(tid, int(x.group(5), 16), round(end - call.start, 6)))
         else:
             call.values.append((payload, len(call.raw) - 1))
         return out
@@ -210,10 +211,10 @@ class PcscSpyRawParser:
         return [self._finish(tid, None, None, incomplete=True) for tid in list(self._open)]
 
     def _finish(self, tid: str, rv: int | None, duration: float | None,
-                incomplete: bool = False, end_line: int | None = None) -> Event:
+                incomplete: bool = False) -> Event:
         call = self._open.pop(tid)
-        common = dict(line=call.line, end_line=end_line or call.line + len(call.raw) - 1,
-                      offset=call.offset, raw=call.raw, process=0, tid=tid, time=call.time)
+        common = dict(line=call.line, end_line=call.lines[-1], offset=call.offset, raw=call.raw,
+                      raw_lines=call.lines, process=0, tid=tid, time=call.time)
         values = _Values([v for v, _ in call.values])
         if call.function == "SCardTransmit":
             return self._transmit(call, values, rv, duration, incomplete, common)

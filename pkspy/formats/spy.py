@@ -154,15 +154,18 @@ class SpyParser:
                 and RETURNED.match(text[at:]) and len(parts) == 1):
             # Another thread's "Returned:" landed inside this record's line; the
             # line goes on after it, on the next line.
-            self._rec.call.problems.append(
-                f"line {lineno}: another thread's result cut into this line")
-            self._torn_record(self._rec.call, "another thread's output cut into its lines")
-            self._orphan(text[at:], lineno, offset + at, out)
+            call = self._rec.call
+            call.problems.append(f"line {lineno}: another thread's result cut into this line")
+            self._torn_record(call, "another thread's output cut into its lines")
+            call.raw.append(text)  # the line stays whole in the record it cut into
+            call.end_line = lineno
+            self._orphan(text[at:], lineno, offset + at, out, raw=[])
             self._cut = text[:at]
             return out
-        for part in parts:
+        for n, part in enumerate(parts):
             try:
-                self._line(part, lineno, offset, out)
+                # raw keeps source lines as they are: a line split in parts is kept once
+                self._line(part, lineno, offset, out, text if n == 0 else None)
             except (ValueError, IndexError, KeyError, AttributeError, TypeError) as e:
                 # A shape this parser gets wrong must not stop the read: show the line.
                 out.append(Unparsed(line=lineno, end_line=lineno, offset=offset, raw=[part],
@@ -179,15 +182,17 @@ class SpyParser:
 
     # -- one line ----------------------------------------------------------
 
-    def _line(self, text: str, lineno: int, offset: int, out: list[Event]) -> None:
+    def _line(self, text: str, lineno: int, offset: int, out: list[Event],
+              raw: str | None) -> None:
+        raw_lines = [raw] if raw is not None else []
         if BANNER.match(text):
             self._end_record(out, "a new process started before this call returned")
             self._flush_start(out)
             self.process += 1
             self._unresolved = 0
             self._classes = {}
-            self._start = ProcessStart(line=lineno, end_line=lineno, offset=offset, raw=[text],
-                                       process=self.process)
+            self._start = ProcessStart(line=lineno, end_line=lineno, offset=offset,
+                                       raw=raw_lines, process=self.process)
             return
         m = HEADER.match(text)
         if m:
@@ -196,7 +201,7 @@ class SpyParser:
             self._flush_start(out)
             if self.process < 0:
                 self.process = 0
-            call = Pkcs11Call(line=lineno, end_line=lineno, offset=offset, raw=[text],
+            call = Pkcs11Call(line=lineno, end_line=lineno, offset=offset, raw=raw_lines,
                               process=self.process, function=m.group(2), seq=int(m.group(1)))
             if interrupted is not None:
                 # Its lines may be the other thread's, and its result too.
@@ -208,7 +213,7 @@ class SpyParser:
             self._rec = _Record(call)
             return
         if self._start is not None:
-            if self._banner_line(text, lineno):
+            if self._banner_line(text, lineno, raw_lines):
                 return
             self._flush_start(out)
         rec = self._rec
@@ -216,13 +221,13 @@ class SpyParser:
             if not text.strip():
                 return  # blank separators between records
             if RETURNED.match(text):
-                self._orphan(text, lineno, offset, out)
+                self._orphan(text, lineno, offset, out, raw=raw_lines)
                 return
-            out.append(Unparsed(line=lineno, end_line=lineno, offset=offset, raw=[text],
+            out.append(Unparsed(line=lineno, end_line=lineno, offset=offset, raw=raw_lines,
                                 process=max(self.process, 0), reason="outside any spy record"))
             return
         call = rec.call
-        call.raw.append(text)
+        call.raw += raw_lines
         call.end_line = lineno
         m = RETURNED.match(text)
         if m:
@@ -243,7 +248,7 @@ class SpyParser:
         if not self._body(rec, text, len(call.raw) - 1) and text.strip():
             call.problems.append(f"line {lineno}: not understood: {text.strip()[:120]}")
 
-    def _banner_line(self, text: str, lineno: int) -> bool:
+    def _banner_line(self, text: str, lineno: int, raw_lines: list[str]) -> bool:
         start = self._start
         assert start is not None
         if text.startswith("Loaded: "):
@@ -252,7 +257,7 @@ class SpyParser:
             start.errors.append(text[7:].strip())
         elif text.strip():
             return False
-        start.raw.append(text)
+        start.raw += raw_lines
         start.end_line = lineno
         return True
 
@@ -267,9 +272,10 @@ class SpyParser:
             self._unresolved += 1
             self._finish(out, incomplete=True)
 
-    def _orphan(self, text: str, lineno: int, offset: int, out: list[Event]) -> None:
+    def _orphan(self, text: str, lineno: int, offset: int, out: list[Event],
+                raw: list[str]) -> None:
         """A result with no call of its own: the spy's output was torn by threads."""
-        call = Pkcs11Call(line=lineno, end_line=lineno, offset=offset, raw=[text],
+        call = Pkcs11Call(line=lineno, end_line=lineno, offset=offset, raw=raw,
                           process=max(self.process, 0), function=None,
                           torn="a result with no call header (torn by threads)")
         self._set_rv(call, RETURNED.match(text))

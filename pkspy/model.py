@@ -66,6 +66,7 @@ class Arg:
     length: int | None = None  # declared length of buffers and templates
     secret: str | None = None
     span: tuple[int, int] | None = None
+    object_class: int | None = None  # templates: the CKO_* of the object they describe
 
 
 @dataclass(slots=True, kw_only=True)

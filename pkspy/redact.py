@@ -1,13 +1,21 @@
-"""Redaction: the one place where secrets leave the event stream.
+"""Redaction: the one place that decides what of a trace may be shown.
 
-Parsers mark secret fields (``Arg.secret``, ``Attribute.secret``) where the
-grammar tells them what a field holds. The redactor then
+Parsers mark the fields whose grammar says they are secret (``Arg.secret``:
+PINs, plaintext, wrapped keys; ``ApduExchange.secret``: the data of VERIFY,
+CHANGE REFERENCE DATA, RESET RETRY COUNTER...; ``DebugLine.secret_text``: a
+PIN an OpenSC line prints). Attribute values follow an allow-list, in the
+spirit of p11-kit's ``attribute_is_sensitive``: typed values (booleans,
+numbers, classes, dates, mechanisms) and the byte values listed below are
+shown; every other byte value — key material, unknown and vendor attributes,
+CKA_VALUE of anything but a certificate or a public key — is not.
 
-* replaces each marked value with a ``Redacted`` marker that keeps the length,
-* masks the raw lines the value was printed on (hex and ASCII columns), and
-* remembers the secret, and sweeps every later line and text value for other
-  copies of it: ASCII, and hex in upper and lower case, with and without
-  spaces. A PIN has copies (the spy's dump, a VERIFY APDU in the debug log).
+For each secret the redactor
+
+* replaces the value with a ``Redacted`` marker that keeps its length,
+* masks the raw lines it was printed on with ``*`` (same number of
+  characters, so lines keep their layout: hex and ASCII columns alike), and
+* remembers it, and sweeps every later line and value for other copies:
+  ASCII, and hex upper and lower case, with or without spaces or colons.
 
 Nothing is redacted only when the user asks for it (``reveal=True``).
 """
@@ -15,7 +23,9 @@ Nothing is redacted only when the user asks for it (``reveal=True``).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 
+from decoders import pkcs11
 from pkspy.model import (
     ApduExchange,
     Arg,
@@ -31,10 +41,47 @@ MASK = "*"
 # Shorter secrets would match by chance inside unrelated hex and text.
 MIN_SWEEP = 4
 
+_CKA = {n: pkcs11.value(n) for n in (
+    "CKA_LABEL", "CKA_APPLICATION", "CKA_OBJECT_ID", "CKA_ISSUER", "CKA_SERIAL_NUMBER",
+    "CKA_AC_ISSUER", "CKA_OWNER", "CKA_ATTR_TYPES", "CKA_URL", "CKA_HASH_OF_SUBJECT_PUBLIC_KEY",
+    "CKA_HASH_OF_ISSUER_PUBLIC_KEY", "CKA_CHECK_VALUE", "CKA_SUBJECT", "CKA_ID", "CKA_MODULUS",
+    "CKA_PUBLIC_EXPONENT", "CKA_PRIME", "CKA_SUBPRIME", "CKA_BASE", "CKA_EC_PARAMS",
+    "CKA_EC_POINT", "CKA_PUBLIC_KEY_INFO", "CKA_UNIQUE_ID", "CKA_ALLOWED_MECHANISMS",
+    "CKA_GOSTR3410_PARAMS", "CKA_GOSTR3411_PARAMS", "CKA_GOST28147_PARAMS",
+    "CKA_REQUIRED_CMS_ATTRIBUTES", "CKA_DEFAULT_CMS_ATTRIBUTES", "CKA_SUPPORTED_CMS_ATTRIBUTES",
+    "CKA_OTP_USER_IDENTIFIER", "CKA_OTP_SERVICE_IDENTIFIER", "CKA_OTP_SERVICE_LOGO",
+    "CKA_OTP_SERVICE_LOGO_TYPE", "CKA_CHAR_SETS", "CKA_ENCODING_METHODS", "CKA_MIME_TYPES",
+    "CKA_VALUE", "CKA_START_DATE", "CKA_END_DATE")}
+# Byte values that describe an object without giving a secret away. CKA_PRIME,
+# CKA_SUBPRIME and CKA_BASE are domain parameters, public on DSA and DH keys.
+PRINTABLE_BYTES = frozenset(v for n, v in _CKA.items() if n != "CKA_VALUE" and v is not None)
+# CKA_VALUE holds a certificate or a public value on these, a secret on the rest.
+PUBLIC_VALUE_CLASSES = frozenset(pkcs11.value(n) for n in ("CKO_CERTIFICATE", "CKO_PUBLIC_KEY"))
+
+
+def attribute_printable(attr: Attribute, object_class: int | None) -> bool:
+    """Whether a template entry's value may be shown (an allow-list, not a deny-list)."""
+    if attr.type in pkcs11.SECRET_ATTRIBUTES:
+        return False
+    if attr.type == _CKA["CKA_VALUE"]:
+        return object_class in PUBLIC_VALUE_CLASSES
+    if attr.type is not None and (attr.type in PRINTABLE_BYTES
+                                  or pkcs11.ATTRIBUTE_KINDS.get(attr.type, "bytes") != "bytes"):
+        return True  # listed, or typed: booleans, numbers, classes, dates, mechanisms, text
+    return not isinstance(attr.value, bytes)
+
 
 class Redactor:
-    def __init__(self, reveal: bool = False) -> None:
+    """Applied to every event on its way out of the parser layer.
+
+    ``on_change(event, index, text)`` is told of every raw line it masks, so a
+    copy of the trace can be written in its own format (``pkspy redact``).
+    """
+
+    def __init__(self, reveal: bool = False,
+                 on_change: Callable[[Event, int, str], None] | None = None) -> None:
         self.reveal = reveal
+        self.on_change = on_change
         self._known: set[bytes] = set()
         self._sweep: re.Pattern[str] | None = None
 
@@ -42,70 +89,38 @@ class Redactor:
         if self.reveal:
             return event
         if isinstance(event, Pkcs11Call):
-            for item in _secret_items(event.args):
-                self._hide(event, item)
+            self._hide_call(event)
         elif isinstance(event, ApduExchange) and event.secret:
             self._hide_apdu(event)
         elif isinstance(event, DebugLine) and event.secret_text is not None:
             self._hide_message(event)
-        if self._known:
+        if self._sweep is not None:
             self._sweep_event(event)
         return event
 
-    def _sweep_event(self, event: Event) -> None:
-        """Mask every copy of a secret seen before, wherever it stands."""
-        sweep = self._sweep
-        assert sweep is not None
-        event.raw = [sweep.sub(_mask_match, line) for line in event.raw]
-        if isinstance(event, Pkcs11Call):
-            for item in _all_items(event.args):
-                if isinstance(item.value, str):
-                    item.value = sweep.sub(_mask_match, item.value)
-                elif isinstance(item.value, bytes) and self._holds_secret(item.value):
-                    item.secret = "copy of a secret"
-                    self._hide(event, item)
-        elif isinstance(event, DebugLine):
-            event.message = sweep.sub(_mask_match, event.message)
-            if event.data is not None and self._holds_secret(event.data):
-                event.data = None
-                event.message += f" {Redacted('copy of a secret')}"
-        elif isinstance(event, ApduExchange):
-            if self._holds_secret(event.command):
-                event.secret = "copy of a secret"
-                self._hide_apdu(event)
-            if event.response and self._holds_secret(event.response):
-                event.response = None
-                event.header = f"{event.header or ''} [the response held a secret: removed]"
+    @property
+    def secrets(self) -> frozenset[bytes]:
+        """Every secret seen so far (long enough to be searched for)."""
+        return frozenset(self._known)
 
-    def _hide_apdu(self, apdu: ApduExchange) -> None:
-        """Keep the command's header (CLA INS P1 P2 Lc), hide its data."""
-        start, length = _command_data(apdu.command)
-        if not length:
-            return
-        data = apdu.command[start:start + length]
-        self._learn(data)
-        self._learn(data.rstrip(b"\xff\x00 "))  # PINs are padded with FF, 00 or spaces
-        apdu.command = apdu.command[:start]
-        apdu.command_header_len = start
-        apdu.command_data = Redacted(apdu.secret or "secret", length)
-        if apdu.command_span is not None:
-            first, last = apdu.command_span
-            apdu.raw[first:last + 1] = _mask_bytes(apdu.raw[first:last + 1], start,
-                                                   start + length, start + length,
-                                                   apdu.command_row_bytes)
+    def sweep_text(self, text: str) -> str:
+        """``text`` with every copy of a known secret masked."""
+        return self._sweep.sub(_mask_match, text) if self._sweep is not None else text
 
-    def _hide_message(self, event: DebugLine) -> None:
-        secret = event.secret_text or ""
-        event.secret_text = None
-        if not secret:
-            return
-        self._learn(secret.encode("utf-8", "surrogateescape"))
-        marker = str(Redacted(event.secret or "secret", len(secret.encode())))
-        event.message = event.message.replace(secret, marker)
-        event.raw = [line.replace(secret, MASK * len(secret)) for line in event.raw]
+    # -- what is hidden, by event kind ---------------------------------
 
-    def _holds_secret(self, data: bytes) -> bool:
-        return any(s in data for s in self._known)
+    def _hide_call(self, call: Pkcs11Call) -> None:
+        for arg in _args(call.args):
+            if arg.secret:
+                self._hide(call, arg)
+            if arg.kind == "template" and isinstance(arg.value, list):
+                for attr in arg.value:
+                    if attr.secret is None and attr.value is not None and not (
+                            attribute_printable(attr, arg.object_class)):
+                        attr.secret = ("key material" if attr.type in pkcs11.SECRET_ATTRIBUTES
+                                       or attr.type == _CKA["CKA_VALUE"] else "attribute value")
+                    if attr.secret:
+                        self._hide(call, attr)
 
     def _hide(self, event: Event, item: Arg | Attribute) -> None:
         value = item.value
@@ -123,7 +138,74 @@ class Redactor:
             first, last = item.span
             for i in range(first + 1, last + 1):  # the first line is the header: ptr / len
                 if i < len(event.raw):
-                    event.raw[i] = _mask_line(event.raw[i])
+                    self._set_raw(event, i, _mask_row(event.raw[i]))
+
+    def _hide_apdu(self, apdu: ApduExchange) -> None:
+        """Keep the command's header (CLA INS P1 P2 Lc), hide its data."""
+        start, length = _command_data(apdu.command)
+        if not length:
+            return
+        total = len(apdu.command)
+        data = apdu.command[start:start + length]
+        self._learn(data)
+        self._learn(data.rstrip(b"\xff\x00 "))  # PINs are padded with FF, 00 or spaces
+        apdu.command = apdu.command[:start]
+        apdu.command_header_len = start
+        apdu.command_data = Redacted(apdu.secret or "secret", length)
+        if apdu.command_span is not None:
+            first, last = apdu.command_span
+            rows = _mask_bytes(apdu.raw[first:last + 1], start, start + length, total,
+                               apdu.command_row_bytes)
+            for i, row in enumerate(rows, first):
+                self._set_raw(apdu, i, row)
+
+    def _hide_message(self, event: DebugLine) -> None:
+        secret = event.secret_text or ""
+        event.secret_text = None
+        if not secret:
+            return
+        self._learn(secret.encode("utf-8", "surrogateescape"))
+        marker = str(Redacted(event.secret or "secret", len(secret.encode())))
+        event.message = event.message.replace(secret, marker)
+        for i, line in enumerate(event.raw):
+            if secret in line:
+                self._set_raw(event, i, line.replace(secret, MASK * len(secret)))
+
+    # -- copies of secrets seen before ------------------------------------
+
+    def _sweep_event(self, event: Event) -> None:
+        sweep = self.sweep_text
+        for i, line in enumerate(event.raw):
+            masked = sweep(line)
+            if masked != line:
+                self._set_raw(event, i, masked)
+        if isinstance(event, Pkcs11Call):
+            for item in _items(event.args):
+                if isinstance(item.value, str):
+                    item.value = sweep(item.value)
+                elif isinstance(item.value, bytes) and self._holds_secret(item.value):
+                    item.secret = "copy of a secret"
+                    self._hide(event, item)
+        elif isinstance(event, DebugLine):
+            event.message = sweep(event.message)
+            if event.data is not None and self._holds_secret(event.data):
+                event.data = None
+                event.message += f" {Redacted('copy of a secret')}"
+        elif isinstance(event, ApduExchange):
+            if self._holds_secret(event.command):
+                event.secret = "copy of a secret"
+                self._hide_apdu(event)
+            if event.response and self._holds_secret(event.response):
+                event.response = None
+                event.header = f"{event.header or ''} [the response held a secret: removed]"
+
+    def _holds_secret(self, data: bytes) -> bool:
+        return any(s in data for s in self._known)
+
+    def _set_raw(self, event: Event, index: int, text: str) -> None:
+        event.raw[index] = text
+        if self.on_change is not None:
+            self.on_change(event, index, text)
 
     def _learn(self, secret: bytes) -> None:
         if len(secret) < MIN_SWEEP or secret in self._known:
@@ -147,31 +229,30 @@ def _mask_match(m: re.Match[str]) -> str:
     return re.sub(r"[^ ]", MASK, m.group(0))
 
 
-_DUMP = re.compile(r"^(    [0-9A-F]{8}  )(.{0,48})(.*)$")
+_SPY_ROW = re.compile(r"^(    [0-9A-F]{8}  )(.{0,48})(.*)$")
 
 
-def _mask_line(line: str) -> str:
+def _mask_row(line: str) -> str:
     """Mask a dump row's bytes, keeping its offset and shape."""
-    m = _DUMP.match(line)
+    m = _SPY_ROW.match(line)
     if m:
         head, hexpart, ascii_part = m.groups()
         return head + re.sub(r"[0-9A-F]{2}", MASK * 2, hexpart) + re.sub(r"\S", MASK, ascii_part)
     return re.sub(r"\S", MASK, line)
 
 
-def _all_items(args: list[Arg]):
+def _args(args: list[Arg]):
     for arg in args:
+        yield arg
+        if arg.kind == "mechanism" and isinstance(arg.value, Mechanism):
+            yield from _args(arg.value.params)
+
+
+def _items(args: list[Arg]):
+    for arg in _args(args):
         yield arg
         if arg.kind == "template" and isinstance(arg.value, list):
             yield from arg.value
-        elif arg.kind == "mechanism" and isinstance(arg.value, Mechanism):
-            yield from _all_items(arg.value.params)
-
-
-def _secret_items(args: list[Arg]):
-    for item in _all_items(args):
-        if item.secret:
-            yield item
 
 
 def _command_data(command: bytes) -> tuple[int, int]:

@@ -676,7 +676,6 @@ _CREATES = {
     "C_GenerateKey": ("hKey", "CKO_SECRET_KEY"), "C_UnwrapKey": ("hKey", "CKO_SECRET_KEY"),
     "C_DeriveKey": ("hKey", "CKO_SECRET_KEY"),
 }
-_PUBLIC_CLASSES = frozenset(pkcs11.value(n) for n in ("CKO_CERTIFICATE", "CKO_PUBLIC_KEY"))
 
 
 def _template_class(arg: Arg | None) -> int | None:
@@ -709,13 +708,13 @@ def _learn_classes(call: Pkcs11Call, classes: dict[int, int]) -> None:
 
 
 def _mark_secrets(call: Pkcs11Call, classes: dict[int, int]) -> None:
-    """Mark template values that are key material, and the data of torn records.
+    """Say which object each template describes, and mark the data of torn records.
 
-    Some attributes are always secret (private exponent, primes...). CKA_VALUE
-    is secret unless its object is known to be public (a certificate or a
-    public key): known from the template's own CKA_CLASS, or from an earlier
-    call that created or read the object. An unknown class counts as secret.
-    In a record torn by threads, any dump may be another call's PIN.
+    Which attribute values may be shown is the redactor's policy; it needs the
+    object's class (CKA_VALUE of a certificate is public, of a key secret),
+    known from the template's own CKA_CLASS, from the kind of template, or from
+    an earlier call that created or read the object. In a record torn by
+    threads, any dump may be another call's PIN.
     """
     if call.torn:
         for arg in _walk_args(call.args):
@@ -726,13 +725,13 @@ def _mark_secrets(call: Pkcs11Call, classes: dict[int, int]) -> None:
     for arg in call.args:
         if arg.kind != "template" or not arg.value:
             continue
-        attrs: list[Attribute] = arg.value  # type: ignore[assignment]
         cls = _template_class(arg) or known
         if cls is None and "Public" in arg.name:
             cls = pkcs11.value("CKO_PUBLIC_KEY")
-        for a in attrs:
-            if a.type in pkcs11.SECRET_ATTRIBUTES or (
-                    a.type in pkcs11.SECRET_IF_KEY and cls not in _PUBLIC_CLASSES):
-                a.secret = "key material"
-            elif call.torn and isinstance(a.value, bytes) and a.name not in PRINT_PRINT:
-                a.secret = "data of a torn record"
+        elif cls is None and "Private" in arg.name:
+            cls = pkcs11.value("CKO_PRIVATE_KEY")
+        arg.object_class = cls
+        if call.torn:
+            for a in arg.value:
+                if isinstance(a.value, bytes) and a.name not in PRINT_PRINT:
+                    a.secret = "data of a torn record"

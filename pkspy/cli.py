@@ -10,6 +10,7 @@ import click
 
 from pkspy import __version__, formats
 from pkspy.report import explain as explain_report
+from pkspy.report import redacted_copy
 from pkspy.report import summary as summary_report
 from pkspy.report import tail as tail_report
 from pkspy.sources import SourceError
@@ -42,12 +43,18 @@ def main() -> None:
 @click.option("--errors", is_flag=True, help="Show only failed, torn and unparsed records.")
 @click.option("--format", "fmt", type=FORMAT, default=None, help="Trace format (default: detect).")
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line.")
+@click.option("--reveal-secrets", is_flag=True,
+              help="Show PINs and key material as they are in the trace (never in exports).")
 def tail(file: str, last: int | None, follow: bool, errors: bool, fmt: str | None,
-         as_json: bool) -> None:
+         as_json: bool, reveal_secrets: bool) -> None:
     """One decoded line per call of FILE ('-' for stdin); follows it by default."""
+    if reveal_secrets:
+        click.echo("pkspy: warning: --reveal-secrets: PINs and keys are shown in clear",
+                   err=True)
     try:
         tail_report.run(file, last=last, follow=follow and file != "-", errors_only=errors,
-                        fmt=fmt, as_json=as_json, out=sys.stdout, colour=_colour_wanted())
+                        fmt=fmt, as_json=as_json, out=sys.stdout, colour=_colour_wanted(),
+                        reveal=reveal_secrets)
     except SourceError as e:
         _fail(str(e))
     except KeyboardInterrupt:
@@ -55,6 +62,33 @@ def tail(file: str, last: int | None, follow: bool, errors: bool, fmt: str | Non
     except BrokenPipeError:
         sys.stderr.close()
         sys.exit(141)
+
+
+@main.command()
+@click.argument("file", type=str)
+@click.option("-o", "--output", type=str, default=None,
+              help="Where to write the copy (default: standard output).")
+@click.option("--format", "fmt", type=FORMAT, default=None, help="Trace format (default: detect).")
+def redact(file: str, output: str | None, fmt: str | None) -> None:
+    """A copy of FILE in its own format with every secret overwritten in place."""
+    if output is not None and redacted_copy.same_file(file, output):
+        _fail(f"{output}: is the input; write the redacted copy somewhere else")
+    try:
+        if output is None:
+            stats = redacted_copy.write_redacted(file, sys.stdout.buffer, fmt=fmt)
+        else:
+            tmp = f"{output}.pkspy-tmp"
+            with open(tmp, "wb") as out:
+                stats = redacted_copy.write_redacted(file, out, fmt=fmt)
+            os.replace(tmp, output)
+    except SourceError as e:
+        _fail(str(e))
+        return
+    except OSError as e:
+        _fail(f"{e.filename or output}: {e.strerror}")
+        return
+    click.echo(f"pkspy: {stats['format']}: {stats['lines_changed']} line(s) redacted, "
+               f"{stats['secrets']} distinct secret(s)", err=True)
 
 
 @main.command()

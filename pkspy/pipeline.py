@@ -36,13 +36,16 @@ def _detect_or_fail(path: str, head: list[str], fmt: str | None) -> str:
 
 def open_events(path: str, fmt: str | None = None, follow: bool = False,
                 reveal: bool = False, notices: list[str] | None = None,
-                stop=None) -> tuple[str, Iterator[Event | None]]:
+                stop=None, redactor: Redactor | None = None
+                ) -> tuple[str, Iterator[Event | None]]:
     """The format and the redacted events of one trace.
 
+    ``redactor`` lets a caller keep the one that redacts (to learn what it
+    masked); ``reveal`` asks for no redaction at all.
     Raises SourceError (a one-line message) for a missing file, a directory,
     or a file that is not a trace.
     """
-    redact = Redactor(reveal=reveal)
+    redact = redactor if redactor is not None else Redactor(reveal=reveal)
     if follow and path != "-":
         if os.path.exists(path):
             open_trace(path).close()  # refuse directories and devices at once

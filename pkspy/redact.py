@@ -237,7 +237,10 @@ def _mask_row(line: str) -> str:
     m = _SPY_ROW.match(line)
     if m:
         head, hexpart, ascii_part = m.groups()
-        return head + re.sub(r"[0-9A-F]{2}", MASK * 2, hexpart) + re.sub(r"\S", MASK, ascii_part)
+        n = len(re.findall(r"[0-9A-F]{2}", hexpart))
+        # the ASCII column is one character a byte after a space: spaces in it are bytes too
+        ascii_part = ascii_part[:1] + MASK * len(ascii_part[1:1 + n]) + ascii_part[1 + n:]
+        return head + re.sub(r"[0-9A-F]{2}", MASK * 2, hexpart) + ascii_part
     return re.sub(r"\S", MASK, line)
 
 

@@ -25,6 +25,7 @@ from __future__ import annotations
 import re
 
 from decoders import iso7816, pkcs11
+from pkspy.formats._masked import from_pairs, redacted
 from pkspy.model import ApduExchange, DebugLine, Event, Unparsed
 
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
@@ -41,7 +42,7 @@ CHECK = re.compile(r"^(.*?): (-1[1-9]\d\d) \((.*)\)\s*$")
 DUMP_LABEL = re.compile(r"^(.*?) ?\((\d+) bytes?\):\s*$")
 OLD_DUMP_LABEL = re.compile(r"^((?:Outgoing|Incoming) APDU) data \[\s*(\d+) bytes\] =+\s*$")
 NULL_LABEL_DUMP = re.compile(r"^(\d+) bytes?:\s*$")
-HEX_PAIRS = re.compile(r"[0-9A-Fa-f]{2}(?= |$)")
+HEX_PAIRS = re.compile(r"(?:[0-9A-Fa-f]{2}|\*\*)(?= |$)")  # ** : a byte pkspy redact masked
 PKCS11_RESULT = re.compile(r"^(C_\w+)\(.*\) = (CKR_\w+|0x[0-9a-fA-F]+)\s*$")
 PCSC_RESULT = re.compile(r"^(?:(?P<reader>.*):)?(?P<desc>SCard\w+(?:\([^)]*\))?[^:]*): "
                          r"0x(?P<rv>[0-9a-fA-F]{8})\s*$")
@@ -65,10 +66,11 @@ def _seconds(clock: str) -> float:
 class _Message:
     """A message being assembled: its header line and what follows it."""
 
-    __slots__ = ("dump_label", "dump_left", "dump_rows", "event")
+    __slots__ = ("dump_label", "dump_left", "dump_rows", "event", "pairs")
 
     def __init__(self, event: DebugLine) -> None:
         self.event = event
+        self.pairs: list[str] = []  # the dump's bytes as printed
         self.dump_label: str | None = None
         self.dump_left = 0
         self.dump_rows: tuple[int, int] | None = None
@@ -169,7 +171,7 @@ class OpenscDebugParser:
         if msg.dump_left > 0:
             pairs = HEX_PAIRS.findall(clean[: 3 * min(msg.dump_left, 16)])
             take = pairs[: min(msg.dump_left, 16)]
-            event.data = (event.data or b"") + bytes.fromhex("".join(take))
+            msg.pairs += take
             msg.dump_left -= len(take)
             first = msg.dump_rows[0] if msg.dump_rows else idx
             msg.dump_rows = (first, idx)
@@ -195,6 +197,8 @@ class OpenscDebugParser:
         if msg is None:
             return
         event = msg.event
+        if event.data is not None:
+            event.data = from_pairs(msg.pairs)
         key = (event.pid, event.tid)
         thread = self._threads.setdefault(key, _Thread())
         now = self._clock(key, event.time)
@@ -265,7 +269,8 @@ class OpenscDebugParser:
                 out.append(thread.outgoing)
             apdu = ApduExchange(command=data, header=thread.header, reader=thread.reader,
                                 command_span=msg.dump_rows, **common)
-            apdu.secret = iso7816.pin_apdu(data)
+            apdu.command_data = redacted(data)
+            apdu.secret = None if apdu.command_data else iso7816.pin_apdu(data)
             apdu.duration = now  # the start; becomes the duration on the response
             thread.header = None
             thread.last_error = None

@@ -22,12 +22,13 @@ import re
 from datetime import datetime, timezone
 
 from decoders import iso7816
+from pkspy.formats._masked import from_pairs, redacted
 from pkspy.model import ApduExchange, Arg, Event, PcscCall, Unparsed
 
 LINE = re.compile(r"^([0-9A-F]+)@(.*)$")
 ENTRY = re.compile(r"^>\|(\d+)\|(\d+)\|(\w+)$")
 EXIT = re.compile(r"^<\|(\d+)\|(\d+)\|(\w+)\|(?:(.*)\|)?(0x[0-9A-Fa-f]+)$")
-HEXLINE = re.compile(r"^(?:[0-9A-F]{2} )+$")
+HEXLINE = re.compile(r"^(?:(?:[0-9A-F]{2}|\*\*) )+$")  # ** : a byte pkspy redact masked
 HEXNUM = re.compile(r"^0x[0-9A-Fa-f]+$")
 
 # Layouts: values before the real call, "|", values after it. Kinds: a plain value
@@ -94,7 +95,7 @@ class _Values:
             return None
         if data and not HEXLINE.match(data):
             raise LayoutError(f"not a byte buffer: {data[:40]!r}")
-        return bytes.fromhex(data)
+        return from_pairs(data.split())
 
     def nstr(self) -> list[str] | None:
         length = self.next()
@@ -278,7 +279,8 @@ class PcscSpyRawParser:
             apdu.response = response
             if len(response) >= 2:
                 apdu.sw = int.from_bytes(response[-2:], "big")
-        apdu.secret = iso7816.pin_apdu(command)
+        apdu.command_data = redacted(command)
+        apdu.secret = None if apdu.command_data else iso7816.pin_apdu(command)
         if problem and not incomplete:
             apdu.header = f"[values do not fit SCardTransmit: {problem}]"
         return apdu

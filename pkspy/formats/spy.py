@@ -28,7 +28,16 @@ from __future__ import annotations
 import re
 
 from decoders import pkcs11
-from pkspy.model import Arg, Attribute, Event, Mechanism, Pkcs11Call, ProcessStart, Unparsed
+from pkspy.model import (
+    Arg,
+    Attribute,
+    Event,
+    Mechanism,
+    Pkcs11Call,
+    ProcessStart,
+    Redacted,
+    Unparsed,
+)
 
 BANNER = re.compile(r"^\*{5,} OpenSC PKCS#11 spy \*{5,}\s*$")
 HEADER = re.compile(r"^(\d+): (C_\w+|SetOperationState)\s*$")
@@ -46,10 +55,11 @@ ARRAY = re.compile(r"^\[(in|out)\] (\w+)\[(\d+)\]: ?$")
 BLOCK = re.compile(r"^\[(in|out)\] ([^=]+?): ?$")
 ASSIGN = re.compile(r"^\[(in|out)\] (\S+) = ?(.*?)\s*$")
 
-DUMP_ROW = re.compile(r"^    ([0-9A-F]{8})  ((?:[0-9A-F]{2} ){0,16})")
+DUMP_ROW = re.compile(r"^    ([0-9A-F]{8})  ((?:(?:[0-9A-F]{2}|\*\*) ){0,16})")
 ATTR = re.compile(r"^    (CKA_\? \(0x([0-9a-fA-F]+)\)|CKA_\w+)\s+(.*?)\s*$")
 PTR_LEN = re.compile(r"^([0-9a-fA-F]{8,16}) / (-?\d+)$")
-PRINT_GROUPS = re.compile(r"[0-9A-F]{1,8}(?: [0-9A-F]{1,8})*")
+# Groups of up to 4 bytes in hex; "********" where pkspy redact masked them.
+PRINT_GROUPS = re.compile(r"(?:[0-9A-F]{1,8}|\*{1,8})(?: (?:[0-9A-F]{1,8}|\*{1,8}))*")
 PRINT_HEX = re.compile(r"^    (" + PRINT_GROUPS.pattern + r")\s*$")
 DN = re.compile(r"^    DN: (.*)$")
 INFO = re.compile(r"^ {6}(\w+):\s+(.*?)\s*$")
@@ -320,7 +330,12 @@ class SpyParser:
         m = DUMP_ROW.match(text)
         if m and rec.target is not None:
             target = rec.target
-            target.value = (target.value or b"") + _hexbytes(m.group(2))
+            if "*" in m.group(2) or isinstance(target.value, Redacted):
+                # read from a redacted copy: the length is all there is
+                length = target.length if target.length is not None and target.length >= 0 else 0
+                target.value = Redacted("secret (already redacted)", length)
+            else:
+                target.value = (target.value or b"") + _hexbytes(m.group(2))
             _extend(target, idx)
             return True
         m = ATTR.match(text)
@@ -466,10 +481,15 @@ class SpyParser:
 
     @staticmethod
     def _take_print_hex(rec: _Record, attr: Attribute, groups: str) -> None:
-        data = _hexbytes(groups)
-        attr.value = (attr.value or b"") + data
-        rec.print_chunk = len(data)
-        rec.print_left = max(rec.print_left - len(data), 0)
+        if "*" in groups or isinstance(attr.value, Redacted):
+            count = len(groups.replace(" ", "")) // 2
+            attr.value = Redacted("secret (already redacted)", attr.length)
+        else:
+            data = _hexbytes(groups)
+            attr.value = (attr.value or b"") + data
+            count = len(data)
+        rec.print_chunk = count
+        rec.print_left = max(rec.print_left - count, 0)
         rec.expect_chars = True
 
     def _info_line(self, call: Pkcs11Call, arg: Arg, text: str, idx: int) -> bool:

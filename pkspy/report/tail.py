@@ -28,9 +28,11 @@ def _colour(event: Event, line: str) -> str:
 
 
 def run(path: str, *, last: int | None, follow: bool, errors_only: bool, fmt: str | None,
-        as_json: bool, out: TextIO, colour: bool = False, stop=None) -> None:
+        as_json: bool, out: TextIO, colour: bool = False, stop=None,
+        reveal: bool = False) -> None:
     notices: list[str] = []
-    _fmt, events = open_events(path, fmt=fmt, follow=follow, notices=notices, stop=stop)
+    _fmt, events = open_events(path, fmt=fmt, follow=follow, notices=notices, stop=stop,
+                               reveal=reveal)
     if last is None and follow:
         last = FOLLOW_BACKLOG
 

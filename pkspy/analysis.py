@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from decoders import opensc, pcsc, pkcs11
+from decoders import iso7816, opensc, pcsc, pkcs11
 from pkspy.model import (
     ApduExchange,
     Arg,
@@ -26,6 +26,12 @@ from pkspy.model import (
 )
 
 TEXT_ATTRIBUTES = {"CKA_LABEL", "CKA_APPLICATION", "CKA_URL"}
+# What the object table keeps of an object's attributes.
+OBJECT_KEYS = ("CKA_CLASS", "CKA_KEY_TYPE", "CKA_LABEL", "CKA_ID", "CKA_CERTIFICATE_TYPE")
+# Token flags that say a PIN is running out of tries or is locked.
+PIN_FLAGS = ("CKF_USER_PIN_COUNT_LOW", "CKF_USER_PIN_FINAL_TRY", "CKF_USER_PIN_LOCKED",
+             "CKF_SO_PIN_COUNT_LOW", "CKF_SO_PIN_FINAL_TRY", "CKF_SO_PIN_LOCKED",
+             "CKF_USER_PIN_TO_BE_CHANGED", "CKF_SO_PIN_TO_BE_CHANGED")
 
 
 def handle(value: object) -> str | None:
@@ -91,6 +97,11 @@ class Analysis:
     failures: list[dict] = field(default_factory=list)  # OpenSC functions where failures began
     readers: list[str] = field(default_factory=list)
     atr: list[str] = field(default_factory=list)
+    pin_commands: list[dict] = field(default_factory=list)  # VERIFY & co. and their SW
+    pin_flags: list[dict] = field(default_factory=list)  # tokens saying a PIN is low or locked
+    objects: dict[tuple[int, int], dict] = field(default_factory=dict)
+    apdu_stats: dict[str, dict] = field(default_factory=dict)  # per instruction
+    failed_by_function: Counter[str] = field(default_factory=Counter)
     first_time: str | None = None
     last_time: str | None = None
     _open: dict[tuple[int, int], dict] = field(default_factory=dict, repr=False)
@@ -133,6 +144,34 @@ class Analysis:
         if apdu.sw is not None:
             self.status_words[f"{apdu.sw:04X}"] += 1
         self._seen(self.readers, apdu.reader)
+        if len(apdu.command) >= 4:
+            cla, ins, p1, p2 = apdu.command[:4]
+            name = iso7816.ins_name(ins, cla, None, p1, p2)
+            stat = self.apdu_stats.setdefault(name, {"count": 0, "failed": 0, "total_ms": 0.0,
+                                                     "max_ms": 0.0})
+            stat["count"] += 1
+            if apdu.sw is not None and not iso7816.status_word(apdu.sw).ok:
+                stat["failed"] += 1
+            if apdu.duration is not None:
+                ms = apdu.duration * 1000
+                stat["total_ms"] = round(stat["total_ms"] + ms, 3)
+                stat["max_ms"] = max(stat["max_ms"], round(ms, 3))
+            if ins in iso7816.PIN_INS:
+                self._pin_command(apdu, name)
+
+    def _pin_command(self, apdu: ApduExchange, name: str) -> None:
+        """A PIN command and what the card said: the tries left of 63Cx, a blocked PIN."""
+        status = iso7816.status_word(apdu.sw) if apdu.sw is not None else None
+        data = apdu.command_data.length if apdu.command_data is not None else (
+            len(apdu.command) - 5 if len(apdu.command) > 5 else 0)
+        entry = {"process": apdu.process, "line": apdu.line, "command": name,
+                 "reference": f"{apdu.command[3]:02X}", "pin_length": data or None,
+                 "sw": f"{apdu.sw:04X}" if apdu.sw is not None else None,
+                 "result": status.meaning if status else None,
+                 "tries_left": status.tries_left if status else None}
+        if apdu.sw == 0x6983:
+            entry["blocked"] = True
+        self.pin_commands.append(entry)
 
     def _pcsc_result(self, function: str, rv: int | None, event: Event) -> None:
         self.pcsc_calls[function] += 1
@@ -181,6 +220,7 @@ class Analysis:
         self.calls += 1
         self.calls_by_function[call.function] += 1
         if call.rv is not None and call.rv != 0:
+            self.failed_by_function[call.function] += 1
             failed = {"process": call.process, "seq": call.seq, "line": call.line,
                       "function": call.function, "rv": call.rv, "name": pkcs11.ckr_name(call.rv)}
             if call.torn:
@@ -232,6 +272,11 @@ class Analysis:
             user = pkcs11.name("CKU", user)
         login = {"process": proc, "seq": call.seq, "line": call.line, "session": handle(h),
                  "user_type": user, "result": _result(call)}
+        pin = call.arg("pPin")
+        if pin is not None and isinstance(pin.value, Redacted):
+            login["pin_length"] = pin.value.length
+        elif pin is not None and isinstance(pin.value, bytes):
+            login["pin_length"] = len(pin.value)
         username = call.arg("pUsername")
         if username is not None and isinstance(username.value, bytes):
             login["username"] = username.value.decode("utf-8", "backslashreplace")
@@ -267,6 +312,53 @@ class Analysis:
         found = call.arg("phObject")
         if find is not None and found is not None and isinstance(found.value, list):
             find["handles"].extend(handle(v) for v in found.value)
+            for v in found.value:
+                obj = self._object(proc, v)
+                obj["found_by"].append(find["seq"])
+                obj.update({k.lower().removeprefix("cka_"): val
+                            for k, val in find["template"].items() if k in OBJECT_KEYS})
+
+    def _object(self, proc: int, h: int) -> dict:
+        return self.objects.setdefault((proc, h), {"process": proc, "handle": handle(h),
+                                                    "found_by": [], "attributes_read": []})
+
+    def _C_GetAttributeValue(self, call: Pkcs11Call, proc: int) -> None:
+        h = _ulong(call, "hObject")
+        out = call.arg("pTemplate", "out")
+        if h is None or out is None or call.rv not in (0, 0x11, 0x12, 0x150):
+            return
+        obj = self._object(proc, h)
+        for name, value in template(out).items():
+            if name not in obj["attributes_read"]:
+                obj["attributes_read"].append(name)
+            if name in OBJECT_KEYS and value is not None:
+                obj[name.lower().removeprefix("cka_")] = value
+
+    def _created(self, call: Pkcs11Call, proc: int, out_name: str, tmpl_name: str) -> None:
+        h = _ulong(call, out_name)
+        if call.rv == 0 and h is not None:
+            obj = self._object(proc, h)
+            obj["created_seq"] = call.seq
+            obj.update({k.lower().removeprefix("cka_"): v for k, v in
+                        template(call.arg(tmpl_name)).items() if k in OBJECT_KEYS})
+
+    def _C_CreateObject(self, call: Pkcs11Call, proc: int) -> None:
+        self._created(call, proc, "*phObject", "pTemplate")
+
+    def _C_GenerateKey(self, call: Pkcs11Call, proc: int) -> None:
+        self._created(call, proc, "hKey", "pTemplate")
+
+    def _C_GenerateKeyPair(self, call: Pkcs11Call, proc: int) -> None:
+        self._created(call, proc, "hPublicKey", "pPublicKeyTemplate")
+        self._created(call, proc, "hPrivateKey", "pPrivateKeyTemplate")
+
+    def _C_GetTokenInfo(self, call: Pkcs11Call, proc: int) -> None:
+        info = call.arg("pInfo")
+        flags = info.value.get("flag_names", []) if info and isinstance(info.value, dict) else []
+        warn = [f for f in flags if f in PIN_FLAGS]
+        if warn:
+            self.pin_flags.append({"process": proc, "seq": call.seq, "line": call.line,
+                                   "slot": handle(_ulong(call, "slotID")), "flags": warn})
 
     def _C_FindObjectsFinal(self, call: Pkcs11Call, proc: int) -> None:
         h = _ulong(call, "hSession")
@@ -297,6 +389,14 @@ class Analysis:
             "failures": self.failures,
             "readers": self.readers,
             "atr": self.atr,
+            "pin_commands": self.pin_commands,
+            "pin_flags": self.pin_flags,
+            "objects": list(self.objects.values()),
+            "statistics": {
+                "functions": {f: {"count": n, "failed": self.failed_by_function.get(f, 0)}
+                              for f, n in sorted(self.calls_by_function.items())},
+                "apdus": dict(sorted(self.apdu_stats.items())),
+            },
             "incomplete_records": self.incomplete_records,
             "torn_records": self.torn_records,
             "orphan_results": self.orphan_results,

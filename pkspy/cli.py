@@ -10,6 +10,7 @@ import click
 
 from pkspy import __version__, formats
 from pkspy.report import explain as explain_report
+from pkspy.report import export as export_report
 from pkspy.report import redacted_copy
 from pkspy.report import summary as summary_report
 from pkspy.report import tail as tail_report
@@ -62,6 +63,31 @@ def tail(file: str, last: int | None, follow: bool, errors: bool, fmt: str | Non
     except BrokenPipeError:
         sys.stderr.close()
         sys.exit(141)
+
+
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("-f", "--to", "to", type=click.Choice(export_report.FORMATS), default="md",
+              show_default=True, help="Markdown, plain text, HTML page or JSON lines.")
+@click.option("-o", "--output", type=str, default=None,
+              help="Where to write it (default: standard output).")
+@click.option("--format", "fmt", type=FORMAT, default=None, help="Trace format (default: detect).")
+def export(files: tuple[str, ...], to: str, output: str | None, fmt: str | None) -> None:
+    """A decoded, redacted report of FILE... to attach to a bug report."""
+    if output is not None and any(redacted_copy.same_file(f, output) for f in files):
+        _fail(f"{output}: is an input; write the report somewhere else")
+    try:
+        if output is None:
+            export_report.export(list(files), to, sys.stdout, fmt)
+        else:
+            tmp = f"{output}.pkspy-tmp"
+            with open(tmp, "w", encoding="utf-8") as out:
+                export_report.export(list(files), to, out, fmt)
+            os.replace(tmp, output)
+    except SourceError as e:
+        _fail(str(e))
+    except OSError as e:
+        _fail(f"{e.filename or output}: {e.strerror}")
 
 
 @main.command()

@@ -134,6 +134,20 @@ def summary(file: str, fmt: str | None, as_json: bool) -> None:
         click.echo(summary_report.render(result))
 
 
+@main.command()
+@click.argument("files", nargs=-1, required=True)
+@click.option("--format", "fmt", type=FORMAT, default=None, help="Trace format (default: detect).")
+@click.option("--follow", is_flag=True, help="Keep reading the files as they grow.")
+def view(files: tuple[str, ...], fmt: str | None, follow: bool) -> None:
+    """Browse FILE... in a terminal UI: timeline, sessions, logins, objects, APDUs, errors."""
+    from pkspy.tui.app import run  # Textual loads only for this command
+
+    try:
+        run(list(files), fmt=fmt, follow=follow)
+    except SourceError as e:
+        _fail(str(e))
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("codes", nargs=-1, required=True)
 @click.option("--namespace", type=click.Choice([*explain_report.NAMESPACES, "iso7816"],

@@ -1,0 +1,413 @@
+"""``pkspy view``: a Textual app over one or more traces.
+
+The first rows show as soon as the indexer (a thread) has them; the rest are
+indexed behind the screen with progress in the status bar. Events come only
+from ``pipeline.open_events``, redacted.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import replace
+from typing import ClassVar
+
+from textual import on
+from textual.app import App, ComposeResult
+from textual.binding import Binding
+from textual.containers import Horizontal, VerticalScroll
+from textual.message import Message
+from textual.widgets import DataTable, Footer, Input, ProgressBar, Static, TabbedContent, TabPane
+
+from pkspy.sources import SourceError
+from pkspy.tui import detail
+from pkspy.tui.index import Filter, Indexer, Rows, Trace, View, open_traces
+from pkspy.tui.widgets import panes
+from pkspy.tui.widgets.timeline import Timeline
+
+SNAPSHOT_EVERY = 1.0  # seconds between refreshes of the tables while indexing
+TABS = ("timeline", "sessions", "logins", "objects", "apdus", "errors", "stats")
+
+
+class Indexed(Message):
+    """The indexer has added rows; done when it has read everything (or stopped)."""
+
+    def __init__(self, done: bool, snapshot: list[dict] | None) -> None:
+        super().__init__()
+        self.done = done
+        self.snapshot = snapshot
+
+    def can_replace(self, message: Message) -> bool:
+        return (isinstance(message, Indexed) and not message.done
+                and (self.snapshot is not None or message.snapshot is None))
+
+
+class IndexFailed(Message):
+    """The indexer stopped on an error: shown, not hidden."""
+
+    def __init__(self, error: str) -> None:
+        super().__init__()
+        self.error = error
+
+
+class ViewerApp(App):
+    CSS_PATH = "app.tcss"
+    TITLE = "pkspy view"
+    BINDINGS: ClassVar[list[Binding]] = [
+        Binding("slash", "search", "search"),
+        Binding("n", "find(1)", "next match"),
+        Binding("N", "find(-1)", "previous match", show=False),
+        Binding("e", "error(1)", "next error"),
+        Binding("E", "error(-1)", "previous error", show=False),
+        Binding("x", "errors_only", "errors only"),
+        Binding("s", "narrow('session')", "session"),
+        Binding("p", "narrow('process')", "process", show=False),
+        Binding("F", "narrow('function')", "function", show=False),
+        Binding("g", "goto", "go to line"),
+        Binding("d", "toggle_detail", "detail"),
+        Binding("f", "follow", "follow"),
+        Binding("escape", "clear", "clear filter"),
+        Binding("q", "quit", "quit"),
+        *(Binding(str(i), f"tab('{tab}')", tab, show=False) for i, tab in enumerate(TABS, 1)),
+    ]
+
+    def __init__(self, traces: list[Trace], *, follow: bool = False,
+                 stop: threading.Event | None = None) -> None:
+        super().__init__()
+        self.traces = traces
+        self.follow = follow
+        self.rows = Rows()
+        self.stop_event = stop or threading.Event()
+        self.indexer = Indexer(traces, self.rows, follow=follow, progress=self._progress,
+                               stop=self.stop_event)
+        self.snapshot: list[dict] = []
+        self.indexed = False
+        self.started = time.monotonic()
+        self.first_rows_at: float | None = None  # seconds after start: first rows shown
+        self.indexed_at: float | None = None  # seconds after start: everything indexed
+        self.needle = ""
+        self._prompt_mode = ""
+        self._last_snapshot = 0.0
+
+    # -- layout --------------------------------------------------------------
+
+    def compose(self) -> ComposeResult:
+        many = len(self.traces)
+        with TabbedContent(initial="timeline", id="tabs"):
+            with TabPane("1 Timeline", id="timeline"):
+                yield Timeline(self.rows, View(self.rows), files=many, stick=self.follow,
+                               id="timeline-view")
+            with TabPane("2 Sessions", id="sessions"):
+                yield panes.Pane(panes.SESSION_COLUMNS, id="sessions-table")
+            with TabPane("3 Logins", id="logins"):
+                yield panes.Pane(panes.LOGIN_COLUMNS, id="logins-table")
+            with TabPane("4 Objects", id="objects"):
+                yield panes.Pane(panes.OBJECT_COLUMNS, id="objects-table")
+            with TabPane("5 APDUs", id="apdus"):
+                yield Timeline(self.rows, View(self.rows, Filter(kind="apdu")), files=many,
+                               id="apdus-view")
+            with TabPane("6 Errors", id="errors"):
+                yield Timeline(self.rows, View(self.rows, Filter(errors=True)), files=many,
+                               id="errors-view")
+            with TabPane("7 Statistics", id="stats"):
+                yield panes.Pane(panes.STAT_COLUMNS, id="stats-table")
+        with VerticalScroll(id="detail"):
+            yield Static("", id="detail-text")
+        with Horizontal(id="status"):
+            yield Static("", id="status-text")
+            yield ProgressBar(total=100, show_eta=False, show_percentage=True, id="progress")
+        yield Input(id="prompt")
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.sub_title = "  ".join(t.path for t in self.traces)
+        self.query_one("#prompt", Input).display = False
+        self.timeline.focus()
+        self._status()
+        self.run_worker(self._index, thread=True, exclusive=True, name="index")
+
+    def on_unmount(self) -> None:
+        self.stop_event.set()
+
+    @property
+    def timeline(self) -> Timeline:
+        return self.query_one("#timeline-view", Timeline)
+
+    def _active_timeline(self) -> Timeline | None:
+        active = self.query_one("#tabs", TabbedContent).active
+        found = self.query(f"#{active}-view")
+        return found.first(Timeline) if found else None
+
+    # -- indexing (the worker thread) -----------------------------------------
+
+    def _index(self) -> None:
+        try:
+            self.indexer.run()
+        except (SourceError, OSError, ValueError, RuntimeError) as e:
+            self.post_message(IndexFailed(f"{type(e).__name__}: {e}"))
+
+    def _progress(self, done: bool) -> None:
+        """Called in the indexing thread; the snapshot is taken here, where it is consistent."""
+        now = time.monotonic()
+        snap = None
+        if done or now - self._last_snapshot >= SNAPSHOT_EVERY or self.indexer.caught_up:
+            snap = self.indexer.snapshot()
+            self._last_snapshot = now
+        self.post_message(Indexed(done, snap))
+
+    def on_indexed(self, message: Indexed) -> None:
+        for timeline in self.query(Timeline):
+            timeline.update_rows()
+        if self.first_rows_at is None and self.rows.n:
+            self.first_rows_at = time.monotonic() - self.started
+        if message.snapshot is not None:
+            self.snapshot = message.snapshot
+            self._fill_panes(force=message.done)
+        if message.done and not self.indexed:
+            self.indexed = True
+            self.indexed_at = time.monotonic() - self.started
+        self._status()
+
+    def on_index_failed(self, message: IndexFailed) -> None:
+        self.notify(f"indexing stopped: {message.error}", severity="error", timeout=30)
+        self.indexed = True
+        self._status()
+
+    def _fill_panes(self, force: bool = False) -> None:
+        active = self.query_one("#tabs", TabbedContent).active
+        builders = {"sessions": panes.sessions, "logins": panes.logins,
+                    "objects": panes.objects, "stats": panes.statistics}
+        for tab, build in builders.items():
+            pane = self.query_one(f"#{tab}-table", panes.Pane)
+            if (force or tab == active) and pane.filled_from is not self.snapshot:
+                pane.fill(build(self.snapshot))
+                pane.filled_from = self.snapshot
+
+    def _status(self) -> None:
+        view = self.timeline.view
+        parts = [f"{len(view):,}/{self.rows.n:,} rows" if view.filter.active()
+                 else f"{self.rows.n:,} rows"]
+        if view.filter.active():
+            parts.append(f"filter: {view.filter.describe(len(self.traces))} (esc clears)")
+        if not self.indexed:
+            parts.append("indexing…" if not self.indexer.caught_up else "following")
+        elif self.indexed_at is not None:
+            parts.append(f"indexed in {self.indexed_at:.1f} s")
+        if self.follow and self.timeline.stick:
+            parts.append("FOLLOWING")
+        if self.needle:
+            parts.append(f"/{self.needle}")
+        if len(self.traces) > 1:
+            parts.append("  ".join(f"{i}:{t.path}" for i, t in enumerate(self.traces, 1)))
+        else:
+            parts.append(f"{self.traces[0].path} ({self.traces[0].format})")
+        self.query_one("#status-text", Static).update("  ".join(parts))
+        bar = self.query_one("#progress", ProgressBar)
+        bar.display = not self.indexer.caught_up
+        bar.update(progress=round(self.indexer.fraction() * 100))
+
+    # -- selection -----------------------------------------------------------
+
+    def on_timeline_moved(self, message: Timeline.Moved) -> None:
+        if message.timeline is self._active_timeline() and message.row is not None:
+            self._show_detail(message.row)
+
+    def _show_detail(self, row: int) -> None:
+        event = self.rows.event(row)
+        name = self.traces[self.rows.file[row]].path if len(self.traces) > 1 else None
+        self.query_one("#detail-text", Static).update(detail.render(event, name))
+        self.query_one("#detail", VerticalScroll).scroll_home(animate=False)
+
+    def on_timeline_chosen(self, message: Timeline.Chosen) -> None:
+        if message.timeline is not self.timeline:
+            self.jump(message.row)
+
+    def jump(self, row: int) -> None:
+        """Show a row in the timeline, clearing the filter when it hides the row."""
+        timeline = self.timeline
+        if not timeline.go_to_row(row):
+            timeline.set_view(View(self.rows), row)
+        self.query_one("#tabs", TabbedContent).active = "timeline"
+        timeline.focus()
+        self._show_detail(row)
+        self._status()
+
+    @on(DataTable.RowSelected)
+    def _pane_selected(self, message: DataTable.RowSelected) -> None:
+        table = message.data_table
+        if not isinstance(table, panes.Pane) or message.cursor_row >= len(table.targets):
+            return
+        target = table.targets[message.cursor_row]
+        if target is None:
+            return
+        row = self.row_at_line(target.file, target.line) if target.line else None
+        self.apply(target.filter, row if row is not None else 0)
+
+    @on(DataTable.RowHighlighted)
+    def _pane_highlighted(self, message: DataTable.RowHighlighted) -> None:
+        """The detail pane follows the table: the call a login, session or lookup names."""
+        table = message.data_table
+        if not isinstance(table, panes.Pane) or message.cursor_row >= len(table.targets):
+            return
+        target = table.targets[message.cursor_row]
+        if target is not None and target.line:
+            row = self.row_at_line(target.file, target.line)
+            if row is not None:
+                self._show_detail(row)
+
+    def apply(self, filter: Filter, row: int | None = None) -> None:
+        timeline = self.timeline
+        timeline.set_view(View(self.rows, filter), row if row is not None else timeline.row)
+        self.query_one("#tabs", TabbedContent).active = "timeline"
+        timeline.focus()
+        if timeline.row is not None:
+            self._show_detail(timeline.row)
+        self._status()
+
+    def row_at_line(self, file: int, line: int) -> int | None:
+        """The row whose event starts at the line, or the last one before it."""
+        best, best_line = None, -1
+        rows = self.rows
+        for r in range(rows.n):
+            n = rows.line[r]
+            if rows.file[r] == file and best_line < n <= line:
+                best, best_line = r, n
+        return best
+
+    @on(TabbedContent.TabActivated)
+    def _tab_activated(self, message: TabbedContent.TabActivated) -> None:
+        tab = message.pane.id or ""
+        self._fill_panes()
+        found = self.query(f"#{tab}-view") or self.query(f"#{tab}-table")
+        if found:
+            widget = found.first()
+            widget.focus()
+            if isinstance(widget, Timeline) and widget.row is not None:
+                self._show_detail(widget.row)
+
+    # -- keys ----------------------------------------------------------------
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        if action == "follow":
+            return self.follow
+        return True
+
+    def action_tab(self, tab: str) -> None:
+        self.query_one("#tabs", TabbedContent).active = tab
+
+    def _prompt(self, mode: str, placeholder: str) -> None:
+        prompt = self.query_one("#prompt", Input)
+        self._prompt_mode = mode
+        prompt.placeholder = placeholder
+        prompt.value = self.needle if mode == "search" else ""
+        prompt.display = True
+        prompt.focus()
+
+    def action_search(self) -> None:
+        self._prompt("search", "search the rows (Enter: find, Esc: cancel)")
+
+    def action_goto(self) -> None:
+        self._prompt("goto", "go to trace line number")
+
+    @on(Input.Submitted, "#prompt")
+    def _prompt_done(self, message: Input.Submitted) -> None:
+        prompt = self.query_one("#prompt", Input)
+        prompt.display = False
+        mode, self._prompt_mode = self._prompt_mode, ""
+        value = message.value.strip()
+        (self._active_timeline() or self.timeline).focus()
+        if mode == "search" and value:
+            self.needle = value
+            self.action_find(1)
+        elif mode == "goto" and value:
+            self._goto(value)
+        self._status()
+
+    def _goto(self, value: str) -> None:
+        try:
+            line = int(value)
+        except ValueError:
+            self.notify(f"not a line number: {value}", severity="warning")
+            return
+        file = self.rows.file[self.timeline.row] if self.timeline.row is not None else 0
+        row = self.row_at_line(file, line)
+        if row is None:
+            self.notify(f"no event at or before line {line}", severity="warning")
+        else:
+            self.jump(row)
+
+    def action_find(self, step: int) -> None:
+        timeline = self._active_timeline()
+        if timeline is None or not self.needle:
+            return
+        view = timeline.view
+        pos = view.find(self.needle, timeline.cursor + step, step)
+        if pos is None:  # wrap around
+            pos = view.find(self.needle, 0 if step > 0 else len(view) - 1, step)
+        if pos is None:
+            self.notify(f"not found: {self.needle}", severity="warning")
+        else:
+            timeline.cursor = pos
+
+    def action_error(self, step: int) -> None:
+        timeline = self._active_timeline()
+        if timeline is None:
+            return
+        pos = timeline.view.next_flagged(timeline.cursor + step, step)
+        if pos is None:
+            self.notify("no more errors " + ("below" if step > 0 else "above"))
+        else:
+            timeline.cursor = pos
+
+    def action_errors_only(self) -> None:
+        current = self.timeline.view.filter
+        self.apply(replace(current, errors=not current.errors))
+
+    def action_narrow(self, what: str) -> None:
+        timeline = self.timeline
+        row = timeline.row
+        if row is None:
+            return
+        rows, current = self.rows, timeline.view.filter
+        file, proc = rows.file[row], rows.process[row]
+        if what == "session":
+            if rows.session[row] < 0:
+                self.notify("this row belongs to no session", severity="warning")
+                return
+            self.apply(replace(current, file=file, process=proc, session=rows.session[row]), row)
+        elif what == "process":
+            self.apply(replace(current, file=file, process=proc), row)
+        elif what == "function":
+            name = rows.functions[rows.function[row]]
+            if name:
+                self.apply(replace(current, file=file, function=name), row)
+
+    def action_toggle_detail(self) -> None:
+        box = self.query_one("#detail", VerticalScroll)
+        box.display = not box.display
+
+    def action_follow(self) -> None:
+        timeline = self.timeline
+        timeline.stick = not timeline.stick
+        if timeline.stick:
+            timeline.action_edge(1)
+        self._status()
+
+    def action_clear(self) -> None:
+        prompt = self.query_one("#prompt", Input)
+        if prompt.display:
+            prompt.display = False
+            self._prompt_mode = ""
+            (self._active_timeline() or self.timeline).focus()
+            return
+        if self.timeline.view.filter.active():
+            self.apply(Filter())
+
+
+def run(paths: list[str], fmt: str | None = None, follow: bool = False) -> None:
+    """Open the traces (SourceError for one that cannot be read) and run the app."""
+    if "-" in paths:
+        raise SourceError("view reads files, not stdin: save it to a file first")
+    stop = threading.Event()
+    traces = open_traces(paths, fmt=fmt, follow=follow, stop=stop.is_set)
+    ViewerApp(traces, follow=follow, stop=stop).run()

@@ -1,0 +1,52 @@
+"""How fast ``pkspy view`` opens a trace: a headless measurement, not a test.
+
+    python -m pkspy.tui.bench FILE [WIDTHxHEIGHT]
+
+prints the time from start (imports included) to the first screen with rows,
+to the full index, the rows, and the peak resident memory of the process.
+"""
+
+from __future__ import annotations
+
+import time
+
+START = time.perf_counter()
+
+import asyncio  # noqa: E402
+import os  # noqa: E402
+import resource  # noqa: E402
+import sys  # noqa: E402
+
+
+def main(argv: list[str]) -> int:
+    if not argv or argv[0] in ("-h", "--help"):
+        print(__doc__.strip())
+        return 2
+    path = argv[0]
+    width, height = (int(n) for n in (argv[1] if len(argv) > 1 else "120x40").split("x"))
+    from pkspy.tui.app import ViewerApp
+    from pkspy.tui.index import open_traces
+
+    async def go() -> None:
+        app = ViewerApp(open_traces([path]))
+        async with app.run_test(size=(width, height)) as pilot:
+            while app.timeline.row is None:
+                await pilot.pause(0.005)
+            await pilot.pause()  # one refresh: the rows are on the screen
+            first = time.perf_counter() - START
+            while not app.indexed:
+                await pilot.pause(0.05)
+            full = time.perf_counter() - START
+        size = os.path.getsize(path) / 1e6
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"{path}: {size:.1f} MB, {app.rows.n:,} rows")
+        print(f"first screen  {first:.2f} s")
+        print(f"full index    {full:.2f} s ({size / full:.1f} MB/s)")
+        print(f"peak memory   {peak:.0f} MB (resident)")
+
+    asyncio.run(go())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

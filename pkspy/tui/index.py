@@ -1,0 +1,467 @@
+"""The timeline's index: one row per shown event, built lazily in the background.
+
+No Textual here. ``Rows`` keeps, per row, a few numbers in arrays (file, line,
+flags, process, session, function) and the one-line text; the texts are
+zlib-compressed by blocks of ``BLOCK`` rows, and the (already redacted) events
+are pickled and compressed by the same blocks into an unlinked temporary file,
+so memory stays small on a 1 GB trace and the detail pane can still show every
+argument and raw line of any row. ``Indexer`` drives ``open_events`` for each
+file: it fills ``Rows``, one ``Analysis`` and one ``Objects`` per file.
+"""
+
+from __future__ import annotations
+
+import bisect
+import os
+import pickle
+import tempfile
+import threading
+import time
+import zlib
+from array import array
+from collections import Counter, OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from pkspy.analysis import Analysis
+from pkspy.model import ApduExchange, Event, PcscCall, Pkcs11Call, ProcessStart, Unparsed
+from pkspy.pipeline import CAUGHT_UP, open_events
+from pkspy.report.lines import format_event, is_failure, is_shown
+
+BLOCK = 256
+CACHED_BLOCKS = 16
+
+# flags
+FAILED = 1  # a call, exchange or PC/SC call that returned an error: red
+WARNING = 2  # torn, cut short, not parsed: yellow
+PROCESS = 4  # a process start: dim
+FAILURE = FAILED | WARNING
+
+NO_SESSION = -1
+# Arguments whose value is an object handle, as the tracers name them.
+OBJECT_ARGS = frozenset({
+    "hObject", "hKey", "hBaseKey", "hWrappingKey", "hUnwrappingKey", "hPublicKey",
+    "hPrivateKey", "*phObject", "*phNewObject", "*phKey", "hNewKey",
+})
+KINDS = {k: i for i, k in enumerate(("event", "call", "apdu", "pcsc", "debug", "process",
+                                     "unparsed"))}
+
+
+def row_flags(event: Event) -> int:
+    if isinstance(event, ProcessStart):
+        return PROCESS | (WARNING if event.errors else 0)
+    if not is_failure(event):
+        return 0
+    if isinstance(event, Pkcs11Call) and event.rv not in (None, 0):
+        return FAILED
+    if isinstance(event, (ApduExchange, PcscCall)) and not getattr(event, "incomplete", False):
+        return FAILED
+    if isinstance(event, Unparsed) or getattr(event, "incomplete", False):
+        return WARNING
+    return FAILED if getattr(event, "error", None) is not None else WARNING
+
+
+def session_of(event: Event) -> int:
+    if isinstance(event, Pkcs11Call):
+        for name in ("hSession", "*phSession"):
+            arg = event.arg(name)
+            if arg is not None and isinstance(arg.value, int):
+                return arg.value
+    return NO_SESSION
+
+
+def objects_of(event: Event) -> tuple[int, ...]:
+    if not isinstance(event, Pkcs11Call):
+        return ()
+    found: list[int] = []
+    for arg in event.args:
+        if arg.name in OBJECT_ARGS and isinstance(arg.value, int):
+            found.append(arg.value)
+        elif arg.kind == "objects" and isinstance(arg.value, list):
+            found.extend(v for v in arg.value if isinstance(v, int))
+    return tuple(found)
+
+
+class _Spill:
+    """Compressed blocks of pickled events in an unlinked temporary file."""
+
+    def __init__(self) -> None:
+        self._file = tempfile.TemporaryFile(prefix="pkspy-view-")  # noqa: SIM115
+        self._where: list[tuple[int, int]] = []
+        self._end = 0
+
+    def append(self, events: list[Event]) -> None:
+        data = zlib.compress(pickle.dumps(events, pickle.HIGHEST_PROTOCOL), 1)
+        os.pwrite(self._file.fileno(), data, self._end)
+        self._where.append((self._end, len(data)))
+        self._end += len(data)
+
+    def get(self, block: int) -> list[Event]:
+        at, length = self._where[block]
+        return pickle.loads(zlib.decompress(os.pread(self._file.fileno(), length, at)))
+
+    def close(self) -> None:
+        self._file.close()
+
+
+class Rows:
+    """Append-only rows of the timeline; one writer thread, readers in the UI."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.file = array("B")
+        self.line = array("l")
+        self.flags = array("B")
+        self.kind = array("B")
+        self.process = array("l")
+        self.session = array("q")
+        self.function = array("H")
+        self.functions: list[str] = [""]
+        self._function_ids: dict[str, int] = {"": 0}
+        self.objects: dict[int, tuple[int, ...]] = {}
+        self.per_session: Counter[tuple[int, int, int]] = Counter()  # (file, process, session)
+        self._texts: list[bytes] = []  # compressed, "\n"-joined, one per full block
+        self._open_texts: list[str] = []
+        self._open_events: list[Event] = []
+        self._spill = _Spill()
+        self._text_cache: OrderedDict[int, list[str]] = OrderedDict()
+        self._event_cache: OrderedDict[int, list[Event]] = OrderedDict()
+        self.width = 0  # the longest text seen, for horizontal scrolling
+        self.n = 0  # rows complete; readers look no further
+
+    def __len__(self) -> int:
+        return self.n
+
+    def add(self, file: int, event: Event) -> int:
+        text = format_event(event).replace("\n", " ")
+        func = getattr(event, "function", None) or ""
+        fid = self._function_ids.get(func)
+        if fid is None:
+            fid = self._function_ids[func] = len(self.functions)
+            self.functions.append(func)
+        with self._lock:
+            self.file.append(file)
+            self.line.append(event.line)
+            self.flags.append(row_flags(event))
+            self.kind.append(KINDS.get(event.kind, 0))
+            self.process.append(event.process if event.process is not None else -1)
+            self.session.append(session_of(event))
+            self.function.append(fid)
+            session = self.session[-1]
+            if session != NO_SESSION:
+                self.per_session[(file, self.process[-1], session)] += 1
+            handles = objects_of(event)
+            if handles:
+                self.objects[self.n] = handles
+            self._open_texts.append(text)
+            self._open_events.append(event)
+            if len(self._open_texts) == BLOCK:
+                self._texts.append(zlib.compress("\n".join(self._open_texts).encode(), 1))
+                self._spill.append(self._open_events)
+                self._open_texts, self._open_events = [], []
+            self.width = max(self.width, len(text))
+            self.n += 1
+            return self.n - 1
+
+    def _block_texts(self, block: int) -> list[str]:
+        with self._lock:
+            if block >= len(self._texts):
+                return self._open_texts
+            cached = self._text_cache.get(block)
+            if cached is None:
+                cached = zlib.decompress(self._texts[block]).decode().split("\n")
+                self._text_cache[block] = cached
+                if len(self._text_cache) > CACHED_BLOCKS:
+                    self._text_cache.popitem(last=False)
+            else:
+                self._text_cache.move_to_end(block)
+            return cached
+
+    def text(self, row: int) -> str:
+        return self._block_texts(row // BLOCK)[row % BLOCK]
+
+    def event(self, row: int) -> Event:
+        block = row // BLOCK
+        with self._lock:
+            if block >= len(self._texts):
+                return self._open_events[row % BLOCK]
+            events = self._event_cache.get(block)
+            if events is None:
+                events = self._event_cache[block] = self._spill.get(block)
+                if len(self._event_cache) > 4:
+                    self._event_cache.popitem(last=False)
+            return events[row % BLOCK]
+
+    def block_contains(self, block: int, needle: str) -> bool:
+        """Whether any text of a block holds needle (lower case): a quick skip for search."""
+        return needle in "\n".join(self._block_texts(block)).lower()
+
+    def close(self) -> None:
+        self._spill.close()
+
+
+# -- views: the rows a filter lets through ------------------------------------
+
+Predicate = Callable[[int], bool]
+
+
+@dataclass
+class Filter:
+    """What the timeline shows; every field set narrows it."""
+
+    errors: bool = False
+    file: int | None = None
+    process: int | None = None
+    session: int | None = None
+    object: int | None = None
+    function: str | None = None
+    kind: str | None = None  # an event kind: "apdu", "call", "pcsc", "debug"...
+
+    def active(self) -> bool:
+        return any((self.errors, self.file is not None, self.process is not None,
+                    self.session is not None, self.object is not None, self.function,
+                    self.kind))
+
+    def describe(self, files: int = 1) -> str:
+        """What the filter lets through, in a few words: 'errors, p1 session 0x1'."""
+        parts = ["errors"] if self.errors else []
+        if self.file is not None and files > 1:
+            parts.append(f"file {self.file + 1}")
+        if self.process is not None:
+            parts.append(f"p{self.process}")
+        if self.session is not None:
+            parts.append(f"session 0x{self.session:x}")
+        if self.object is not None:
+            parts.append(f"object 0x{self.object:x}")
+        if self.function:
+            parts.append(self.function)
+        if self.kind:
+            parts.append(f"{self.kind}s")
+        return " ".join(parts)
+
+    def predicate(self, rows: Rows) -> Predicate | None:
+        tests: list[Predicate] = []
+        if self.errors:
+            tests.append(lambda r: rows.flags[r] & FAILURE)
+        if self.file is not None:
+            tests.append(lambda r: rows.file[r] == self.file)
+        if self.process is not None:
+            tests.append(lambda r: rows.process[r] == self.process)
+        if self.session is not None:
+            tests.append(lambda r: rows.session[r] == self.session)
+        if self.object is not None:
+            tests.append(lambda r: self.object in rows.objects.get(r, ()))
+        if self.function:
+            fid = rows.functions.index(self.function) if self.function in rows.functions else -1
+            tests.append(lambda r: rows.function[r] == fid)
+        if self.kind:
+            kind = KINDS.get(self.kind, -1)
+            tests.append(lambda r: rows.kind[r] == kind)
+        if not tests:
+            return None
+        return lambda r: all(t(r) for t in tests)
+
+
+class View:
+    """The rows of one filter, in order; caught up with the index on demand."""
+
+    def __init__(self, rows: Rows, filter: Filter | None = None,
+                 predicate: Predicate | None = None) -> None:
+        self.rows = rows
+        self.filter = filter or Filter()
+        self._test = predicate if predicate is not None else self.filter.predicate(rows)
+        self._picked = array("l")
+        self._seen = 0
+
+    def update(self) -> int:
+        """Take in the rows indexed since the last call; the number of rows now."""
+        n = self.rows.n
+        if self._test is None:
+            self._seen = n
+            return n
+        test, picked = self._test, self._picked
+        for r in range(self._seen, n):
+            if test(r):
+                picked.append(r)
+        self._seen = n
+        return len(picked)
+
+    def __len__(self) -> int:
+        return self._seen if self._test is None else len(self._picked)
+
+    def row(self, pos: int) -> int:
+        return pos if self._test is None else self._picked[pos]
+
+    def position(self, row: int) -> int | None:
+        """Where a row stands in this view, or None when the filter hides it."""
+        if self._test is None:
+            return row if row < self._seen else None
+        i = bisect.bisect_left(self._picked, row)
+        return i if i < len(self._picked) and self._picked[i] == row else None
+
+    def nearest(self, row: int) -> int:
+        """The position of the row, or of the first shown row after it."""
+        if self._test is None:
+            return min(row, max(self._seen - 1, 0))
+        return min(bisect.bisect_left(self._picked, row), max(len(self._picked) - 1, 0))
+
+    def find(self, needle: str, start: int, step: int = 1) -> int | None:
+        """The next position from start (included) whose text holds needle, any case."""
+        needle = needle.lower()
+        count = len(self)
+        pos = start
+        skipped: dict[int, bool] = {}
+        while 0 <= pos < count:
+            row = self.row(pos)
+            block = row // BLOCK
+            hit = skipped.get(block)
+            if hit is None:
+                hit = skipped[block] = self.rows.block_contains(block, needle)
+            if hit and needle in self.rows.text(row).lower():
+                return pos
+            pos += step
+        return None
+
+    def next_flagged(self, start: int, step: int = 1, flags: int = FAILURE) -> int | None:
+        pos = start
+        while 0 <= pos < len(self):
+            if self.rows.flags[self.row(pos)] & flags:
+                return pos
+            pos += step
+        return None
+
+
+# -- the indexer ---------------------------------------------------------------
+
+@dataclass
+class Trace:
+    """One file being read."""
+
+    path: str
+    format: str
+    events: Iterator[Event | None]
+    analysis: Analysis = field(default_factory=Analysis)
+    size: int = 0
+    read: int = 0  # byte offset reached
+    done: bool = False
+    events_seen: int = 0
+
+
+def open_traces(paths: list[str], fmt: str | None = None, follow: bool = False,
+                stop: Callable[[], bool] | None = None) -> list[Trace]:
+    """Open every file (SourceError for the first that cannot be read)."""
+    traces = []
+    for path in paths:
+        found, events = open_events(path, fmt=fmt, follow=follow, stop=stop)
+        trace = Trace(path, found, events)
+        trace.analysis.format = found
+        try:
+            trace.size = os.path.getsize(path)
+        except OSError:
+            trace.size = 0
+        traces.append(trace)
+    return traces
+
+
+class Indexer:
+    """Reads the traces into the rows, calling ``progress`` every ``interval`` s.
+
+    Without follow, files are read one after the other. With follow, each is
+    read until it has caught up, then they are polled in turn until ``stop``.
+    """
+
+    def __init__(self, traces: list[Trace], rows: Rows, follow: bool = False,
+                 progress: Callable[[bool], None] | None = None,
+                 interval: float = 0.25, first: int = 200,
+                 stop: threading.Event | None = None) -> None:
+        self.traces = traces
+        self.rows = rows
+        self.follow = follow
+        self.progress = progress or (lambda done: None)
+        self.interval = interval
+        self.first = first  # rows enough for a first screen: report as soon as they are in
+        self._stop = stop or threading.Event()
+        self.caught_up = False
+
+    @property
+    def stopped(self) -> bool:
+        return self._stop.is_set()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _take(self, i: int, trace: Trace) -> bool:
+        """Read one trace until it ends or catches up; False when stopped."""
+        last = time.monotonic()
+        reported_first = self.rows.n >= self.first
+        for event in trace.events:
+            if self.stopped:
+                return False
+            if event is CAUGHT_UP:
+                return True
+            trace.events_seen += 1
+            trace.read = event.offset
+            trace.analysis.add(event)
+            if is_shown(event):
+                self.rows.add(i, event)
+            now = time.monotonic()
+            if now - last >= self.interval or (not reported_first and self.rows.n >= self.first):
+                reported_first = self.rows.n >= self.first
+                last = now
+                self.progress(False)
+        trace.done = True
+        trace.read = trace.size
+        return True
+
+    def run(self) -> None:
+        for i, trace in enumerate(self.traces):
+            if not self._take(i, trace):
+                return
+        self.caught_up = True
+        self.progress(not self.follow)
+        while self.follow and not self.stopped:
+            before = self.rows.n
+            for i, trace in enumerate(self.traces):
+                if not trace.done and not self._take(i, trace):
+                    return
+            if self.rows.n != before:
+                self.progress(False)
+            if all(t.done for t in self.traces):  # stdin or a FIFO that ended
+                self.progress(True)
+                return
+
+    def snapshot(self) -> list[dict]:
+        """Copies of what the panes show, taken in the indexing thread (consistent)."""
+        out = []
+        for i, t in enumerate(self.traces):
+            a = t.analysis
+            out.append({
+                "file": i, "path": t.path, "format": t.format,
+                "sessions": [dict(s) for s in a.sessions],
+                "logins": [dict(x) for x in a.logins],
+                "finds": [dict(f, handles=list(f["handles"])) for f in a.finds],
+                "objects": [dict(o, found_by=list(o["found_by"]),
+                                 attributes_read=list(o["attributes_read"]))
+                            for o in a.objects.values()],
+                "pin_commands": [dict(p) for p in a.pin_commands],
+                "pin_flags": [dict(p) for p in a.pin_flags],
+                "calls_by_function": dict(a.calls_by_function),
+                "failed_by_function": dict(a.failed_by_function),
+                "apdu_stats": {k: dict(v) for k, v in a.apdu_stats.items()},
+                "failed_calls": list(a.failed_calls),
+                "pcsc_calls": dict(a.pcsc_calls),
+                "failed_pcsc_calls": list(a.failed_pcsc_calls),
+                "status_words": dict(a.status_words),
+                "sc_errors": dict(a.sc_errors),
+                "apdus": a.apdus, "apdus_unanswered": a.apdus_unanswered,
+                "calls": a.calls, "processes": len(a.processes),
+                "first_time": a.first_time, "last_time": a.last_time,
+                "incomplete_records": a.incomplete_records, "torn_records": a.torn_records,
+                "unparsed_lines": a.unparsed_lines,
+                "per_session": {k[1:]: v for k, v in self.rows.per_session.items() if k[0] == i},
+            })
+        return out
+
+    def fraction(self) -> float:
+        total = sum(t.size for t in self.traces) or 1
+        return min(1.0, sum(t.size if t.done else t.read for t in self.traces) / total)

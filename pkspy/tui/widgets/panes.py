@@ -1,0 +1,182 @@
+"""The Sessions, Logins, Objects and Statistics tables, filled from a snapshot.
+
+Each table row remembers what selecting it means: a Filter for the timeline
+(and a trace line to put the cursor on), kept in ``Pane.targets``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass
+
+from textual.widgets import DataTable
+
+from decoders import iso7816, opensc
+from pkspy.tui.index import Filter
+
+RW_SESSION = 0x2  # CKF_RW_SESSION
+
+
+@dataclass
+class Target:
+    filter: Filter
+    file: int = 0
+    line: int | None = None  # a trace line to put the cursor on
+
+
+def _int(h: str | None) -> int | None:
+    try:
+        return int(h, 16) if h else None
+    except ValueError:
+        return None
+
+
+def _target(snap: dict, line: int | None, **narrow) -> Target:
+    return Target(Filter(file=snap["file"], **narrow), snap["file"], line)
+
+
+def _proc(snap: dict, many: bool, proc: object) -> str:
+    return f"{snap['file'] + 1}:p{proc}" if many else f"p{proc}"
+
+
+class Pane(DataTable):
+    """A table whose rows select a timeline filter."""
+
+    def __init__(self, columns: tuple[str, ...], **kwargs) -> None:
+        super().__init__(cursor_type="row", zebra_stripes=True, **kwargs)
+        self._columns = columns
+        self.targets: list[Target | None] = []
+        self.filled_from: object = None
+
+    def on_mount(self) -> None:
+        self.add_columns(*self._columns)
+
+    def fill(self, rows: list[tuple[tuple, Target | None]]) -> None:
+        keep = self.cursor_row
+        self.clear()
+        self.targets = [t for _, t in rows]
+        self.add_rows([tuple(str(c) if c is not None else "" for c in r) for r, _ in rows])
+        if rows:
+            self.move_cursor(row=min(keep, len(rows) - 1), animate=False)
+
+
+def sessions(snaps: list[dict]) -> list[tuple[tuple, Target | None]]:
+    many = len(snaps) > 1
+    out = []
+    for snap in snaps:
+        for s in snap["sessions"]:
+            h = _int(s["handle"])
+            flags = _int(s["flags"]) or 0
+            closed = f"#{s['closed_seq']}" if s["closed_seq"] is not None else "open"
+            calls = snap["per_session"].get((s["process"], h), 0)
+            target = _target(snap, s["opened_line"], process=s["process"], session=h)
+            out.append(((_proc(snap, many, s["process"]), s["handle"], s["slot"],
+                         "RW" if flags & RW_SESSION else "RO", s["user"] or "-",
+                         f"#{s['opened_seq']}", closed, calls), target))
+    return out
+
+
+def logins(snaps: list[dict]) -> list[tuple[tuple, Target | None]]:
+    """Login calls, then the PIN commands a card answered and tokens' PIN warnings."""
+    many = len(snaps) > 1
+    out = []
+    for snap in snaps:
+        for x in snap["logins"]:
+            h = _int(x["session"])
+            target = _target(snap, x["line"], process=x["process"], session=h)
+            result = x["result"] or "(no result)"
+            notes = [{"CKR_PIN_LOCKED": "PIN locked", "CKR_PIN_INCORRECT": "wrong PIN",
+                      "CKR_USER_ALREADY_LOGGED_IN": "already in"}.get(result, "")]
+            if x.get("pin_length"):
+                notes.append(f"PIN of {x['pin_length']}")
+            if x.get("uncertain"):
+                notes.append("uncertain: torn record")
+            out.append(((_proc(snap, many, x["process"]), f"#{x['seq']}", x["session"],
+                         x["user_type"], result, ", ".join(n for n in notes if n), x["line"]),
+                        target))
+        for p in snap["pin_commands"]:
+            notes = []
+            if p.get("tries_left") is not None:
+                notes.append(f"{p['tries_left']} tries left")
+            if p.get("blocked"):
+                notes.append("blocked")
+            if p.get("pin_length"):
+                notes.append(f"PIN of {p['pin_length']}")
+            out.append(((_proc(snap, many, p["process"]), p["command"], f"ref {p['reference']}",
+                         "card", f"{p['sw'] or '?'} {p['result'] or ''}".strip(),
+                         ", ".join(notes), p["line"]), Target(Filter(), snap["file"], p["line"])))
+        for f in snap["pin_flags"]:
+            out.append(((_proc(snap, many, f["process"]), f"#{f['seq']}", f"slot {f['slot']}",
+                         "token", "C_GetTokenInfo", ", ".join(f["flags"]), f["line"]),
+                        Target(Filter(), snap["file"], f["line"])))
+    return out
+
+
+def _lookup(snap: dict, proc: int, seq: object) -> str:
+    for f in snap["finds"]:
+        if f["process"] == proc and f["seq"] == seq:
+            tmpl = ", ".join(f"{k}={v}" for k, v in f["template"].items()) or "any object"
+            return f"#{seq} {{{tmpl}}}"
+    return f"#{seq}"
+
+
+def objects(snaps: list[dict]) -> list[tuple[tuple, Target | None]]:
+    many = len(snaps) > 1
+    out = []
+    for snap in snaps:
+        for o in sorted(snap["objects"], key=lambda o: (o["process"], _int(o["handle"]) or 0)):
+            target = _target(snap, None, process=o["process"], object=_int(o["handle"]))
+            created = f"#{o['created_seq']}" if o.get("created_seq") is not None else ""
+            out.append(((_proc(snap, many, o["process"]), o["handle"], o.get("class") or "?",
+                         o.get("key_type") or o.get("certificate_type") or "",
+                         o.get("label") or "", o.get("id") or "", created,
+                         "; ".join(_lookup(snap, o["process"], s) for s in o["found_by"]),
+                         ", ".join(a.removeprefix("CKA_") for a in o["attributes_read"])),
+                        target))
+    return out
+
+
+def statistics(snaps: list[dict]) -> list[tuple[tuple, Target | None]]:
+    out: list[tuple[tuple, Target | None]] = []
+    for snap in snaps:
+        f = snap["file"]
+        head = f"{snap['path']} ({snap['format']})"
+        out.append(((head, "", "", ""), None))
+        span = f"{snap['first_time'] or '?'} .. {snap['last_time'] or '?'}"
+        out.append((("  processes / calls", snap["processes"], snap["calls"], span), None))
+        problems = (f"{snap['incomplete_records']} incomplete, {snap['torn_records']} torn, "
+                    f"{snap['unparsed_lines']} unparsed lines")
+        out.append((("  records", "", "", problems), None))
+        failed = snap["failed_by_function"]
+        for name, n in sorted(snap["calls_by_function"].items(), key=lambda kv: -kv[1]):
+            why = Counter(c["name"] for c in snap["failed_calls"] if c["function"] == name)
+            out.append(((f"  {name}", n, failed.get(name, 0),
+                         ", ".join(f"{k} ×{v}" for k, v in why.most_common(3))),
+                        Target(Filter(file=f, function=name), f)))
+        failed_pcsc = Counter(c["function"] for c in snap["failed_pcsc_calls"])
+        for name, n in sorted(snap["pcsc_calls"].items(), key=lambda kv: -kv[1]):
+            why = Counter(c["name"] or c["rv"] for c in snap["failed_pcsc_calls"]
+                          if c["function"] == name)
+            out.append(((f"  {name}", n, failed_pcsc.get(name, 0),
+                         ", ".join(f"{k} ×{v}" for k, v in why.most_common(3))),
+                        Target(Filter(file=f, function=name), f)))
+        if snap["apdus"] or snap["apdus_unanswered"]:
+            out.append((("  APDU exchanges", snap["apdus"], snap["apdus_unanswered"],
+                         "answered / unanswered"), Target(Filter(file=f, kind="apdu"), f)))
+        for ins, st in sorted(snap["apdu_stats"].items(), key=lambda kv: -kv[1]["count"]):
+            timing = (f"avg {st['total_ms'] / st['count']:.1f} ms, max {st['max_ms']:.1f} ms"
+                      if st["total_ms"] else "")
+            out.append(((f"  APDU {ins}", st["count"], st["failed"], timing), None))
+        for sw, n in sorted(snap["status_words"].items(), key=lambda kv: -kv[1]):
+            out.append(((f"  SW {sw}", n, "", iso7816.sw_text(int(sw, 16))), None))
+        for code, n in sorted(snap["sc_errors"].items(), key=lambda kv: -kv[1]):
+            out.append(((f"  {opensc.name(int(code)) or code}", n, n, opensc.text(int(code))),
+                        None))
+    return out
+
+
+STAT_COLUMNS = ("what", "count", "failed", "detail")
+SESSION_COLUMNS = ("process", "session", "slot", "mode", "user", "opened", "closed", "calls")
+LOGIN_COLUMNS = ("process", "call", "session", "user", "result", "note", "line")
+OBJECT_COLUMNS = ("process", "handle", "class", "type", "label", "id", "created", "found by",
+                  "attributes read")

@@ -1,0 +1,346 @@
+"""pkspy view: the Textual app driven by Pilot against the real fixtures.
+
+pytest-asyncio is not a test dependency: each test runs its coroutine with
+asyncio.run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import html
+import re
+import time
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, expected, pkspy, secret_forms
+
+from pkspy.pipeline import open_events
+from pkspy.report.lines import format_event, is_shown
+from pkspy.tui import detail
+from pkspy.tui.app import ViewerApp
+from pkspy.tui.index import open_traces
+from pkspy.tui.widgets.panes import Pane
+from pkspy.tui.widgets.timeline import Timeline
+
+SPY = ROOT / "fixtures" / "pkcs11-spy"
+LOGIN_TRACE = SPY / "pkcs11-spy-0.27.1-softhsm2.log"
+TRACES = [*sorted(SPY.glob("*.log")),
+          ROOT / "fixtures" / "opensc-debug" / "pkcs11-tool-L-d9.log",
+          ROOT / "fixtures" / "opensc-debug" / "opensc-tool-d9.log",
+          *sorted((ROOT / "fixtures" / "pcsc-spy").glob("*.raw"))]
+
+
+def run(coro):
+    return asyncio.run(coro)
+
+
+async def until(pilot, condition, timeout: float = 30.0) -> None:
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "timed out"
+        await pilot.pause(0.02)
+
+
+async def indexed(pilot) -> None:
+    await until(pilot, lambda: pilot.app.indexed)
+    await pilot.pause()
+
+
+def screen_text(app) -> str:
+    """The text on the screen, line by line, from Textual's SVG screenshot."""
+    lines: dict[str, list[str]] = {}
+    for line, text in re.findall(r'<text [^>]*clip-path="url\(#[\w-]*-line-(\d+)\)">([^<]*)</text>',
+                                 app.export_screenshot()):
+        lines.setdefault(line, []).append(html.unescape(text).replace("\xa0", " "))
+    ordered = sorted(lines.items(), key=lambda kv: int(kv[0]))
+    return "\n".join("".join(parts) for _, parts in ordered)
+
+
+def secrets(trace: Path) -> list[str]:
+    truth = expected(trace)
+    weak = set(truth.get("weak_secrets", []))
+    forms = []
+    for key, value in truth["secrets"].items():
+        if key == "key_values_hex":
+            for hexval in value:
+                forms += secret_forms(bytes.fromhex(hexval))
+        elif value:
+            forms += [f for f in secret_forms(value) if not (key in weak and f == value)]
+    return forms
+
+
+def app_for(*paths: Path, follow: bool = False) -> ViewerApp:
+    return ViewerApp(open_traces([str(p) for p in paths], follow=follow), follow=follow)
+
+
+def shown_rows(trace: Path) -> list[str]:
+    return [format_event(e) for e in open_events(str(trace))[1] if is_shown(e)]
+
+
+FIRST = [LOGIN_TRACE, ROOT / "fixtures" / "opensc-debug" / "pkcs11-tool-L-d9.log",
+         ROOT / "fixtures" / "pcsc-spy" / "pyscard.raw"]
+
+
+@pytest.mark.parametrize("trace", FIRST, ids=lambda p: p.name)
+def test_first_screen_shows_the_first_decoded_rows(trace):
+    first = shown_rows(trace)[:5]
+
+    async def go():
+        app = app_for(trace)
+        async with app.run_test(size=(160, 40)) as pilot:
+            await until(pilot, lambda: app.rows.n >= 5)
+            await pilot.pause()
+            screen = screen_text(app)
+            for row in first:
+                assert row[:100] in screen
+    run(go())
+
+
+def test_first_screen_comes_before_the_whole_file_is_read(tmp_path):
+    big = tmp_path / "big.log"
+    one = (SPY / "softhsm2-pkcs11-tool.log").read_bytes()
+    big.write_bytes(one * 40)  # ~10 MB: seconds to index, the first screen at once
+
+    async def go():
+        app = app_for(big)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await until(pilot, lambda: app.timeline.row is not None)
+            assert not app.indexed and app.indexer.fraction() < 1
+            assert "C_GetInterface" in screen_text(app) or "C_Initialize" in screen_text(app)
+            app.indexer.stop()
+    run(go())
+
+
+@pytest.mark.parametrize("trace", TRACES, ids=lambda p: p.name)
+def test_index_has_one_row_per_line_of_tail_and_no_secret(trace):
+    tail = pkspy("tail", "--no-follow", str(trace))
+    assert tail.returncode == 0, tail.stderr
+    count = len(tail.stdout.decode().splitlines())
+    forms = secrets(trace)
+
+    async def go():
+        app = app_for(trace)
+        async with app.run_test(size=(200, 50)) as pilot:
+            await indexed(pilot)
+            assert app.rows.n == count
+            screen = screen_text(app)
+            assert f"{count:,} rows" in screen
+            assert not [f for f in forms if f in screen]
+            for r in range(app.rows.n):  # every detail the pane can show
+                text = detail.render(app.rows.event(r), trace.name).plain
+                assert not [f for f in forms if f in text], (r, text)
+            for _ in range(3):  # the first failures, with their detail
+                await pilot.press("e")
+                await pilot.pause()
+                assert not [f for f in forms if f in screen_text(app)]
+    run(go())
+
+
+def _login_row(app) -> int:
+    rows = app.rows
+    for r in range(rows.n):
+        event = rows.event(r)
+        if getattr(event, "function", None) == "C_Login" and event.process == 1:
+            return r
+    raise AssertionError("no C_Login in process 1")
+
+
+def test_failed_login_shows_its_result_and_masked_raw_lines():
+    async def go():
+        app = app_for(LOGIN_TRACE)
+        async with app.run_test(size=(120, 70)) as pilot:  # room for the whole detail
+            await indexed(pilot)
+            row = _login_row(app)
+            assert app.rows.event(row).seq == 7
+            app.jump(row)
+            await pilot.pause()
+            screen = screen_text(app)
+            assert "C_Login" in screen and "CKR_PIN_INCORRECT" in screen
+            assert "211 [in] pPin" not in screen  # the raw lines are numbered:
+            assert re.search(r"^ *211 7: C_Login", screen, re.M), screen
+            assert re.search(r"^ *216 +00000000  (\*\* ){10}", screen, re.M), screen
+            assert "‹PIN redacted, 10 bytes›" in screen
+            assert "hint:" in screen
+            assert not [f for f in secrets(LOGIN_TRACE) if f in screen]
+    run(go())
+
+
+def test_logins_pane_lists_the_failed_login_and_selecting_it_filters_to_its_session():
+    async def go():
+        app = app_for(LOGIN_TRACE)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await indexed(pilot)
+            await pilot.press("3")
+            await pilot.pause()
+            table = app.query_one("#logins-table", Pane)
+            assert table.row_count == 4 + 2  # and two tokens saying the PIN count is low
+            assert "CKR_PIN_INCORRECT" in screen_text(app)
+            await pilot.press("enter")  # the first login: p1 #7, the failed one
+            await pilot.pause()
+            timeline = app.timeline
+            assert app.query_one("#tabs").active == "timeline"
+            assert timeline.row == _login_row(app)
+            view = timeline.view
+            assert 0 < len(view) < app.rows.n
+            assert {(app.rows.process[view.row(i)], app.rows.session[view.row(i)])
+                    for i in range(len(view))} == {(1, 1)}
+            assert "filter: p1 session 0x1" in screen_text(app)
+            await pilot.press("escape")
+            await pilot.pause()
+            assert len(timeline.view) == app.rows.n and timeline.row == _login_row(app)
+    run(go())
+
+
+def test_session_filter_narrows_the_timeline():
+    async def go():
+        app = app_for(LOGIN_TRACE)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await indexed(pilot)
+            await pilot.press("2")
+            await pilot.pause()
+            table = app.query_one("#sessions-table", Pane)
+            assert table.row_count == 4
+            await pilot.press("down", "enter")  # p2's session
+            await pilot.pause()
+            view = app.timeline.view
+            assert 0 < len(view) < app.rows.n
+            rows = [view.row(i) for i in range(len(view))]
+            assert {(app.rows.process[r], app.rows.session[r]) for r in rows} == {(2, 1)}
+            assert "C_OpenSession" in app.rows.text(rows[0])
+    run(go())
+
+
+def test_errors_pane_enter_jumps_to_the_call_in_the_timeline():
+    async def go():
+        app = app_for(LOGIN_TRACE)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await indexed(pilot)
+            await pilot.press("6")
+            await pilot.pause()
+            errors = app.query_one("#errors-view", Timeline)
+            assert len(errors.view) == sum(1 for r in range(app.rows.n)
+                                           if app.rows.flags[r] & 3)
+            pos = errors.view.find("C_Login", 0)
+            assert pos is not None
+            errors.cursor = pos
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.query_one("#tabs").active == "timeline"
+            assert app.timeline.row == _login_row(app)
+            assert app.timeline.has_focus
+            assert "CKR_PIN_INCORRECT" in screen_text(app)
+    run(go())
+
+
+def test_search_and_error_keys():
+    async def go():
+        app = app_for(LOGIN_TRACE)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await indexed(pilot)
+            await pilot.press("e")
+            await pilot.pause()
+            assert app.timeline.row == _login_row(app)  # the first failure of the trace
+            await pilot.press("home", "slash", *"ec-0.27", "enter")
+            await pilot.pause()
+            found = app.rows.text(app.timeline.row)
+            assert "ec-0.27" in found and "C_GenerateKeyPair" in found
+            await pilot.press("n")
+            await pilot.pause()
+            assert "ec-0.27" in app.rows.text(app.timeline.row)
+            await pilot.press("x")
+            await pilot.pause()
+            view = app.timeline.view
+            assert len(view) == sum(1 for r in range(app.rows.n) if app.rows.flags[r] & 3)
+    run(go())
+
+
+def test_objects_pane_names_the_keys_and_filters_to_their_calls():
+    async def go():
+        app = app_for(LOGIN_TRACE)
+        async with app.run_test(size=(160, 40)) as pilot:
+            await indexed(pilot)
+            await pilot.press("4")
+            await pilot.pause()
+            screen = screen_text(app)
+            assert "CKO_PRIVATE_KEY" in screen and "CKK_EC" in screen
+            await pilot.press("enter")
+            await pilot.pause()
+            flt = app.timeline.view.filter
+            assert flt.object is not None and len(app.timeline.view) > 0
+    run(go())
+
+
+@pytest.mark.parametrize("trace", FIRST, ids=lambda p: p.name)
+def test_no_secret_on_any_tab(trace):
+    forms = secrets(trace)
+
+    async def go():
+        app = app_for(trace)
+        async with app.run_test(size=(200, 50)) as pilot:
+            await indexed(pilot)
+            for key in "234567":
+                await pilot.press(key)
+                await pilot.pause()
+                screen = screen_text(app)
+                assert not [f for f in forms if f in screen], key
+    run(go())
+
+
+def test_several_files_in_one_timeline():
+    second = ROOT / "fixtures" / "opensc-debug" / "pkcs11-tool-L-d9.log"
+
+    async def go():
+        app = app_for(LOGIN_TRACE, second)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await indexed(pilot)
+            assert app.rows.n == len(shown_rows(LOGIN_TRACE)) + len(shown_rows(second))
+            assert set(app.rows.file) == {0, 1}
+            assert " 1 " in screen_text(app)
+    run(go())
+
+
+def test_follow_picks_up_appended_records(tmp_path):
+    grown = tmp_path / "grown.log"
+    lines = LOGIN_TRACE.read_bytes().splitlines(keepends=True)
+    grown.write_bytes(b"".join(lines[:300]))
+    total = len(shown_rows(LOGIN_TRACE))
+
+    async def go():
+        app = app_for(grown, follow=True)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await until(pilot, lambda: app.indexer.caught_up)
+            await pilot.pause(0.1)
+            before = app.rows.n
+            assert 0 < before < total and "FOLLOWING" in screen_text(app)
+            await pilot.press("end")
+            with grown.open("ab") as f:
+                f.write(b"".join(lines[300:]))
+            await until(pilot, lambda: app.rows.n >= total - 1)
+            await pilot.pause(0.3)
+            assert app.timeline.row is not None and app.timeline.row >= total - 2
+            app.indexer.stop()
+    run(go())
+
+
+def test_view_refuses_missing_files_and_stdin(tmp_path):
+    r = pkspy("view", str(tmp_path / "missing.log"))
+    assert r.returncode == 2 and b"no such file" in r.stderr
+    r = pkspy("view", "-")
+    assert r.returncode == 2 and b"stdin" in r.stderr
+
+
+def test_small_terminal_and_no_color(monkeypatch):
+    monkeypatch.setenv("NO_COLOR", "1")
+
+    async def go():
+        app = app_for(LOGIN_TRACE)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await indexed(pilot)
+            app.jump(_login_row(app))
+            await pilot.pause()
+            screen = screen_text(app)
+            assert "! " in screen and "C_Login" in screen  # failures marked without colour
+            assert "search" in screen.splitlines()[-1]  # the footer's key help
+    run(go())
+

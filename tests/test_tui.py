@@ -343,4 +343,3 @@ def test_small_terminal_and_no_color(monkeypatch):
             assert "! " in screen and "C_Login" in screen  # failures marked without colour
             assert "search" in screen.splitlines()[-1]  # the footer's key help
     run(go())
-

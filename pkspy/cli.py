@@ -148,6 +148,53 @@ def view(files: tuple[str, ...], fmt: str | None, follow: bool) -> None:
         _fail(str(e))
 
 
+@main.command(context_settings={"ignore_unknown_options": True,
+                                "allow_interspersed_args": False})
+@click.option("--module", type=str, default=None,
+              help="The real PKCS#11 module (default: the one the command names).")
+@click.option("--spy", type=str, default=None, help="pkcs11-spy.so (default: found).")
+@click.option("--opensc-debug", type=click.IntRange(1, 9), default=None, metavar="LEVEL",
+              help="Also capture OpenSC's debug log at LEVEL (PIN APDUs from 8 or 9).")
+@click.option("--pcsc", is_flag=True, help="Also capture PC/SC calls and APDUs (libpcscspy).")
+@click.option("-o", "--output", type=str, default=None,
+              help="Write the redacted trace here (mode 0600; one file per tracer).")
+@click.option("--quiet", is_flag=True, help="No live decoded tail.")
+@click.argument("command", nargs=-1, required=True, type=click.UNPROCESSED)
+def run(module: str | None, spy: str | None, opensc_debug: int | None, pcsc: bool,
+        output: str | None, quiet: bool, command: tuple[str, ...]) -> None:
+    """Run COMMAND under pkcs11-spy (and OpenSC's debug log, the PC/SC spy), through
+    FIFOs: a live decoded tail, a redacted trace, the raw PIN never on disk."""
+    from pkspy.capture import run as capture
+
+    opts = capture.RunOptions(command=list(command), module=module, spy=spy,
+                              opensc_debug=opensc_debug, pcsc=pcsc, output=output, quiet=quiet)
+    try:
+        outcome = capture.run(opts)
+    except capture.CaptureError as e:
+        _fail(str(e))
+        return
+    sys.exit(capture.exit_like(outcome.status))
+
+
+@main.command()
+@click.option("--module", type=str, required=True, help="The real PKCS#11 module.")
+@click.option("--spy", type=str, default=None, help="pkcs11-spy.so (default: found).")
+@click.option("--output", type=str, default=None, help="PKCS11SPY_OUTPUT (default: a FIFO path).")
+@click.option("--shell", type=click.Choice(["sh", "fish"]), default="sh", show_default=True)
+def env(module: str, spy: str | None, output: str | None, shell: str) -> None:
+    """What to export to run a program under pkcs11-spy by hand (services started elsewhere)."""
+    from pkspy.capture import env as capture_env
+    from pkspy.capture.locate import NotFound
+
+    try:
+        text, warning = capture_env.exports(module, spy=spy, output=output, shell=shell)
+    except NotFound as e:
+        _fail(str(e))
+        return
+    click.echo(warning, err=True)
+    click.echo(text, nl=False)
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("codes", nargs=-1, required=True)
 @click.option("--namespace", type=click.Choice([*explain_report.NAMESPACES, "iso7816"],

@@ -12,10 +12,11 @@ from collections.abc import Iterable, Iterator
 from pkspy.formats.opensc_debug import OpenscDebugParser
 from pkspy.formats.pcsc_spy import PcscSpyRawParser
 from pkspy.formats.pcsc_spy_text import PcscSpyTextParser
+from pkspy.formats.pcscd import PcscdParser
 from pkspy.formats.spy import SpyParser
 from pkspy.model import Event
 
-PARSERS = {p.format: p for p in (SpyParser, OpenscDebugParser, PcscSpyRawParser,
+PARSERS = {p.format: p for p in (SpyParser, OpenscDebugParser, PcscSpyRawParser, PcscdParser,
                                  PcscSpyTextParser)}
 
 # Decisive first-lines tests, in the order of formats.md §5.
@@ -29,6 +30,9 @@ _SIGNS = [
     # <=0.17 on Windows: a date and time, then [app] file:line:func:
     (OpenscDebugParser.format, re.compile(
         r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[[^\]]*\] \S+:\d+:\w+: ")),
+    # the delta in microseconds, the thread id with -T, then file:line:function()
+    (PcscdParser.format, re.compile(
+        r"^-?\d{8} (?:\[(?:\d+|0x[0-9a-fA-F]+)\] )?[^\s:]+:\d+:\w+\(\) ")),
     (PcscSpyTextParser.format, re.compile(r"^ *(?:\(t\d+\) )?(?:SCard\w+|SCarControl)\s*$")),
 ]
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")

@@ -9,6 +9,8 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
+from pkspy.formats import hex_apdu
+from pkspy.formats.hex_apdu import HexApduParser
 from pkspy.formats.opensc_debug import OpenscDebugParser
 from pkspy.formats.pcsc_spy import PcscSpyRawParser
 from pkspy.formats.pcsc_spy_text import PcscSpyTextParser
@@ -17,7 +19,7 @@ from pkspy.formats.spy import SpyParser
 from pkspy.model import Event
 
 PARSERS = {p.format: p for p in (SpyParser, OpenscDebugParser, PcscSpyRawParser, PcscdParser,
-                                 PcscSpyTextParser)}
+                                 PcscSpyTextParser, HexApduParser)}
 
 # Decisive first-lines tests, in the order of formats.md §5.
 _SIGNS = [
@@ -34,6 +36,8 @@ _SIGNS = [
     (PcscdParser.format, re.compile(
         r"^-?\d{8} (?:\[(?:\d+|0x[0-9a-fA-F]+)\] )?[^\s:]+:\d+:\w+\(\) ")),
     (PcscSpyTextParser.format, re.compile(r"^ *(?:\(t\d+\) )?(?:SCard\w+|SCarControl)\s*$")),
+    # hex APDUs last: a prefixed line here, bare hex lines in detect()
+    (HexApduParser.format, hex_apdu.SIGN),
 ]
 _ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
@@ -43,6 +47,7 @@ DETECT_LINES = 200
 def detect(lines: Iterable[str]) -> str | None:
     """The format of a trace from its first lines, or None."""
     seen = 0
+    hex_lines, not_hex = 0, False
     for text in lines:
         text = _ANSI.sub("", text)
         if not text.strip():
@@ -50,10 +55,14 @@ def detect(lines: Iterable[str]) -> str | None:
         for name, sign in _SIGNS:
             if sign.match(text):
                 return name
+        kind = hex_apdu.plain_kind(text)
+        hex_lines += kind == "hex"
+        not_hex = not_hex or kind is None
         seen += 1
         if seen >= DETECT_LINES:
             break
-    return None
+    # bare hex APDUs, only when nothing else is in the head
+    return HexApduParser.format if hex_lines >= 2 and not not_hex else None
 
 
 def parse(lines: Iterable[tuple[str, int]], fmt: str, first_line: int = 1) -> Iterator[Event]:

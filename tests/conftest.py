@@ -20,13 +20,29 @@ def expected(trace: Path) -> dict:
 
 
 def secret_forms(secret: str | bytes) -> list[str]:
-    """Every way a secret can show up in output: ASCII and hex, upper/lower, spaced or not."""
+    """Every way a secret can show up in output: ASCII and hex, upper/lower, with or
+    without spaces or colons."""
     raw = secret.encode() if isinstance(secret, str) else secret
     h = raw.hex()
-    spaced = " ".join(h[i:i + 2] for i in range(0, len(h), 2))
-    forms = [h, h.upper(), spaced, spaced.upper()]
+    pairs = [h[i:i + 2] for i in range(0, len(h), 2)]
+    forms = [f for sep in ("", " ", ":") for f in (sep.join(pairs), sep.join(pairs).upper())]
     if isinstance(secret, str):
         forms.append(secret)
+    return forms
+
+
+def fixture_secret_forms(trace: Path) -> list[str]:
+    """The forms of every secret a fixture's script used. A "weak" secret (the
+    virtual card's PIN 1234 is also a line number in OpenSC's card.c) is
+    searched for in hex only."""
+    truth = expected(trace)
+    weak = set(truth.get("weak_secrets", []))
+    forms = []
+    for key, value in truth["secrets"].items():
+        if key == "key_values_hex":
+            forms += [f for v in value for f in secret_forms(bytes.fromhex(v))]
+        elif value:
+            forms += [f for f in secret_forms(value) if not (key in weak and f == value)]
     return forms
 
 
@@ -34,6 +50,13 @@ def pkspy(*args: str, input: bytes | None = None,
           timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pkspy", *args], input=input,
                           capture_output=True, timeout=timeout, cwd=ROOT)
+
+
+def summary(trace: Path) -> dict:
+    """`pkspy summary --json` of a trace (which must succeed)."""
+    r = pkspy("summary", "--json", str(trace))
+    assert r.returncode == 0, r.stderr
+    return json.loads(r.stdout)
 
 
 @pytest.fixture(params=SPY_TRACES, ids=lambda p: p.stem)

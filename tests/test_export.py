@@ -4,31 +4,18 @@ from __future__ import annotations
 
 import json
 from html.parser import HTMLParser
-from pathlib import Path
 
 import pytest
-from conftest import ROOT, pkspy, secret_forms
+from conftest import ROOT, fixture_secret_forms, pkspy
 
 TRACES = sorted(p for d in ("pkcs11-spy", "opensc-debug", "pcsc-spy", "pcscd")
                 for p in (ROOT / "fixtures" / d).glob("*")
                 if p.suffix in (".log", ".raw", ".txt"))
 
 
-def _forms(trace: Path) -> list[str]:
-    truth = json.loads(Path(f"{trace}.expected.json").read_text())
-    weak = set(truth.get("weak_secrets", []))
-    forms = []
-    for key, value in truth["secrets"].items():
-        if key == "key_values_hex":
-            forms += [f for v in value for f in secret_forms(bytes.fromhex(v))]
-        elif value:
-            forms += [f for f in secret_forms(value) if not (key in weak and f == value)]
-    return forms
-
-
 @pytest.mark.parametrize("trace", TRACES, ids=lambda p: p.name)
 def test_no_export_holds_a_secret(trace):
-    forms = _forms(trace)
+    forms = fixture_secret_forms(trace)
     for fmt in ("md", "text", "html", "jsonl"):
         r = pkspy("export", "-f", fmt, str(trace))
         assert r.returncode == 0, r.stderr

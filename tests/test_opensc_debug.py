@@ -7,11 +7,10 @@ command it got and the status word it answered, never read from the trace.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, pkspy, secret_forms
+from conftest import ROOT, expected, fixture_secret_forms, pkspy, summary
 
 from pkspy.model import ApduExchange, DebugLine, Redacted
 from pkspy.pipeline import open_events
@@ -20,23 +19,13 @@ DIR = ROOT / "fixtures" / "opensc-debug"
 TRACES = sorted(DIR.glob("*.log"))
 
 
-def _expected(trace: Path) -> dict:
-    return json.loads(Path(f"{trace}.expected.json").read_text())
-
-
 @pytest.fixture(params=TRACES, ids=lambda p: p.stem)
 def trace(request) -> Path:
     return request.param
 
 
-def _summary(trace: Path) -> dict:
-    r = pkspy("summary", "--json", str(trace))
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
-
-
 def test_detected_and_counted_as_the_card_saw_it(trace):
-    s, truth = _summary(trace), _expected(trace)
+    s, truth = summary(trace), expected(trace)
     assert s["format"] == "opensc-debug"
     assert s["apdus"] == truth["apdus"]
     assert s["status_words"] == truth["status_words"]
@@ -48,7 +37,7 @@ def test_detected_and_counted_as_the_card_saw_it(trace):
 
 
 def test_every_exchange_in_order(trace):
-    truth = _expected(trace)
+    truth = expected(trace)
     want = [(x["command"].upper(), x["sw"].upper()) for run in truth["runs"]
             for x in run["exchanges"]]
     apdus = [e for e in open_events(str(trace), reveal=True)[1] if isinstance(e, ApduExchange)]
@@ -59,7 +48,7 @@ def test_every_exchange_in_order(trace):
 
 
 def test_pin_commands_keep_header_and_length_only(trace):
-    truth = _expected(trace)
+    truth = expected(trace)
     pins = [e for e in open_events(str(trace))[1]
             if isinstance(e, ApduExchange) and e.command_data is not None]
     assert len(pins) == truth["pin_apdus"]
@@ -69,20 +58,9 @@ def test_pin_commands_keep_header_and_length_only(trace):
         assert apdu.command_data.length == apdu.command[4]
 
 
-def _forms(truth: dict) -> list[str]:
-    weak = set(truth.get("weak_secrets", []))
-    out = []
-    for key, value in truth["secrets"].items():
-        forms = secret_forms(value)
-        if key in weak:  # "1234" is also a line number in card.c: only its hex counts
-            forms = [f for f in forms if f != value]
-        out += forms
-    return out
-
-
 def test_no_output_holds_a_pin(trace):
-    truth = _expected(trace)
-    forms = _forms(truth)
+    truth = expected(trace)
+    forms = fixture_secret_forms(trace)
     raw = trace.read_text()
     if truth["pin_apdus"]:
         assert any(f in raw for f in forms), "the fixture should hold PINs in clear"
@@ -100,7 +78,7 @@ def test_tail_of_a_level_9_pkcs11_tool_run_is_short():
     lines = pkspy("tail", "--no-follow", str(trace)).stdout.decode().splitlines()
     raw_lines = len(trace.read_text().splitlines())
     apdu_lines = [line for line in lines if " APDU " in line]
-    assert len(apdu_lines) == _expected(trace)["apdus"]
+    assert len(apdu_lines) == expected(trace)["apdus"]
     assert len(lines) < raw_lines / 20
     # the failure that ends each attempt: no driver takes the card
     assert any("sc_connect_card" in line and "SC_ERROR_INVALID_CARD" in line for line in lines)
@@ -118,5 +96,5 @@ def test_failures_are_reported_where_they_began():
     assert ("piv_general_io", -1208) in names
     assert ("piv_find_discovery", -1208) not in names
     assert all(e.what in ("returned", "message") for e in origins)
-    s = _summary(trace)
+    s = summary(trace)
     assert s["sc_errors"]["-1210"] == len([e for e in origins if e.error == -1210])

@@ -3,12 +3,11 @@ card (fixtures/make_card_fixtures.py); the truth is the card's own journal."""
 
 from __future__ import annotations
 
-import json
 from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, pkspy, secret_forms
+from conftest import ROOT, expected, fixture_secret_forms, pkspy, summary
 
 from pkspy.formats import parse
 from pkspy.model import ApduExchange, PcscCall
@@ -18,27 +17,17 @@ DIR = ROOT / "fixtures" / "pcsc-spy"
 TRACES = sorted(DIR.glob("*.raw"))
 
 
-def _expected(trace: Path) -> dict:
-    return json.loads(Path(f"{trace}.expected.json").read_text())
-
-
 @pytest.fixture(params=TRACES, ids=lambda p: p.stem)
 def trace(request) -> Path:
     return request.param
 
 
-def _summary(trace: Path) -> dict:
-    r = pkspy("summary", "--json", str(trace))
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
-
-
 def test_summary_agrees_with_the_card_and_the_program(trace):
-    s, truth = _summary(trace), _expected(trace)
+    s, truth = summary(trace), expected(trace)
     assert s["format"] == "pcsc-spy-raw" and s["unparsed_lines"] == 0
     assert truth["reader"] in s["readers"]
     # the crash file's script never read the ATR itself: the same card's, from the full run
-    assert s["atr"] == [truth["atr"] or _expected(DIR / "pyscard.raw")["atr"]]
+    assert s["atr"] == [truth["atr"] or expected(DIR / "pyscard.raw")["atr"]]
     calls = Counter(c["function"] for c in truth["calls"])
     if not truth.get("complete", True):
         calls[truth["crashed_in"]] += 1  # begun in the trace, never finished for the program
@@ -52,7 +41,7 @@ def test_summary_agrees_with_the_card_and_the_program(trace):
 
 
 def test_every_exchange_in_order_per_thread(trace):
-    truth = _expected(trace)
+    truth = expected(trace)
     apdus = [e for e in open_events(str(trace), reveal=True)[1]
              if isinstance(e, ApduExchange) and e.rv == 0 and e.response is not None]
     got = [(a.command.hex().upper(), f"{a.sw:04X}") for a in apdus]
@@ -70,15 +59,13 @@ def test_threads_are_told_apart():
     trace = DIR / "pyscard-threads.raw"
     events = list(open_events(str(trace))[1])
     tids = {e.tid for e in events if isinstance(e, (PcscCall, ApduExchange))}
-    assert len(tids) == _expected(trace)["threads"] == 2
+    assert len(tids) == expected(trace)["threads"] == 2
     assert not [e for e in events if isinstance(e, PcscCall) and e.problems]
 
 
 def test_no_output_holds_a_pin(trace):
-    truth = _expected(trace)
-    weak = set(truth.get("weak_secrets", []))
-    forms = [f for k, v in truth["secrets"].items() for f in secret_forms(v)
-             if not (k in weak and f == v)]
+    truth = expected(trace)
+    forms = fixture_secret_forms(trace)
     if truth["pin_apdus"]:
         assert any(f in trace.read_text() for f in forms)
     for args in (("tail", "--no-follow"), ("tail", "--no-follow", "--json"), ("summary",),

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
-
 import pytest
-from conftest import ROOT, pkspy, secret_forms
+from conftest import ROOT, expected, fixture_secret_forms, pkspy, summary
 
 from pkspy.sources import decode
 
@@ -15,18 +12,6 @@ TRACES = sorted(p for d in ("pkcs11-spy", "opensc-debug", "pcsc-spy", "pcscd")
                 if p.suffix in (".log", ".raw", ".txt") and p.name != "README.md")
 KEYS = ("format", "processes", "calls", "calls_by_function", "apdus", "status_words",
         "sc_errors", "incomplete_records", "unparsed_lines")
-
-
-def _secrets(trace: Path) -> list[str]:
-    truth = json.loads(Path(f"{trace}.expected.json").read_text())
-    weak = set(truth.get("weak_secrets", []))
-    forms = []
-    for key, value in truth["secrets"].items():
-        if key == "key_values_hex":
-            forms += [f for v in value for f in secret_forms(bytes.fromhex(v))]
-        elif value:
-            forms += [f for f in secret_forms(value) if not (key in weak and f == value)]
-    return forms
 
 
 @pytest.mark.parametrize("trace", TRACES, ids=lambda p: p.name)
@@ -40,15 +25,14 @@ def test_copy_keeps_the_layout_and_loses_the_secrets(trace, tmp_path):
     assert len(copy) == len(original)
     for a, b in zip(original, copy, strict=True):
         assert len(decode(a)) == len(decode(b)) and a[-1:] == b[-1:]  # layout and endings hold
-    forms = _secrets(trace)
-    truth = json.loads(Path(f"{trace}.expected.json").read_text())
+    forms = fixture_secret_forms(trace)
+    truth = expected(trace)
     if truth.get("pin_apdus", 1):  # fixtures with PIN commands or spy PINs hold them in clear
         assert any(f in trace.read_text(errors="replace") for f in forms)
     text = out.read_text(errors="replace")
     assert not [f for f in forms if f in text]
     # pkspy reads its own copy as it read the original
-    before = json.loads(pkspy("summary", "--json", str(trace)).stdout)
-    after = json.loads(pkspy("summary", "--json", str(out)).stdout)
+    before, after = summary(trace), summary(out)
     assert {k: after.get(k) for k in KEYS} == {k: before.get(k) for k in KEYS}
 
 

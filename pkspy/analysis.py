@@ -137,6 +137,8 @@ class Analysis:
         self._time(apdu)
         if apdu.function:
             self._pcsc_result(apdu.function, apdu.rv, apdu)
+        if apdu.incomplete:
+            self.incomplete_records += 1
         if apdu.response is None:
             self.apdus_unanswered += 1
         else:

@@ -267,17 +267,25 @@ def _command_data(command: bytes) -> tuple[int, int]:
     return len(command), 0
 
 
-# A dump row: an optional prefix (a tracer's TID@, pcsc-spy's " i  0000 "), hex pairs.
-_ROW = re.compile(r"^(?P<prefix>[0-9A-F]+@|.*?[io] +[0-9A-F]{4} )?(?P<pairs>(?:[0-9A-Fa-f]{2} ?)+)")
+# A dump row: an optional prefix (libpcscspy's TID@, pcsc-spy's " i  0000 ", pcscd's
+# "00000003 [thread] APDU: ", a pasted "> " or "C:"), then bytes in hex, spaced, with
+# colons or run together; terminal colours around it.
+_ROW = re.compile(
+    r"^(?P<prefix>[0-9A-F]+@|.*?[io] +[0-9A-F]{4} "
+    r"|(?:\x1b\[[0-9;]*m)*-?\d{8}(?:\x1b\[[0-9;]*m)* (?:\[[^\]]*\] )?(?:\x1b\[[0-9;]*m)*APDU: "
+    r"|\s*(?:=>|->|>|[Cc]:|[Ss][Ee][Nn][Dd]:)\s*"
+    r")?(?P<pairs>[0-9A-Fa-f]{2}(?:[ :]?[0-9A-Fa-f]{2})*)")
+_PAIR = re.compile(r"[0-9A-Fa-f]{2}")
+_TRAILING_SGR = re.compile(r"(?:\x1b\[[0-9;]*m)+$")
 
 
 def _mask_bytes(rows: list[str], start: int, end: int, total: int,
                 per_row: int = 16) -> list[str]:
-    """Mask bytes start..end of a dump of ``total`` bytes written as "XX XX .. ascii" rows.
+    """Mask bytes start..end of a dump of ``total`` bytes written as rows of hex.
 
-    A row holds up to ``per_row`` bytes (0: no limit); an ASCII column, if the
-    row has one, is its last characters, one per byte (OpenSC pads every row
-    but the first to 16 slots).
+    A row holds up to ``per_row`` bytes (0: no limit). An ASCII column, where a
+    row has one, is its last characters before any closing colour code, one
+    per byte (OpenSC pads every row but the first to 16 slots).
     """
     out, pos = [], 0
     for row in rows:
@@ -285,16 +293,17 @@ def _mask_bytes(rows: list[str], start: int, end: int, total: int,
         if not m:
             out.append(row)
             continue
-        base = len(m.group("prefix") or "")
-        pairs = (len(m.group("pairs")) + 1) // 3
-        n = min(pairs, total - pos, per_row or pairs)
+        spots = [m.start("pairs") + p.start() for p in _PAIR.finditer(m.group("pairs"))]
+        n = min(len(spots), total - pos, per_row or len(spots))
+        sgr = _TRAILING_SGR.search(row)
+        stop = sgr.start() if sgr else len(row)
+        ascii_column = bool(row[spots[n - 1] + 2:stop].strip()) if n else False
         chars = list(row)
         for i in range(n):
             if start <= pos + i < end:
-                chars[base + 3 * i:base + 3 * i + 2] = MASK, MASK
-                j = len(row) - n + i
-                if j >= base + 3 * n:
-                    chars[j] = MASK
+                chars[spots[i]:spots[i] + 2] = MASK, MASK
+                if ascii_column:
+                    chars[stop - n + i] = MASK
         out.append("".join(chars))
         pos += n
     return out

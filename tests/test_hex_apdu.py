@@ -200,10 +200,6 @@ def test_other_formats_are_not_taken_for_hex():
         assert detect(lines[len(lines) // 2:]) != "hex-apdu", trace.name
 
 
-@pytest.mark.xfail(reason="redact.py: _mask_bytes reads rows that start with their bytes, spaced "
-                          "(or behind a TID@ or pcsc-spy prefix): a '> ' or 'C:' prefix, or "
-                          "colons, are not found; only the sweep masks the line, and it does not "
-                          "learn secrets shorter than 4 bytes")
 def test_short_pin_on_a_prefixed_line_is_masked():
     (apdu,) = _lines("> 00:20:00:81:03:31:32:33\n< 90 00\n")
     shown = Redactor()(apdu)

@@ -211,12 +211,6 @@ def test_no_output_holds_a_pin(trace):
         assert not [f for f in forms if f in out], args
 
 
-COLOUR_ROWS = ("redact.py: _mask_bytes takes a row's ASCII column to end the row, but a "
-               "coloured pcsc-spy row ends in \\x1b[0m: the ASCII column of a PIN is masked "
-               "4 characters too far right, its first characters stay and the colour reset "
-               "is broken")
-
-
 def test_no_raw_line_holds_a_pin(trace):
     forms = _forms(_expected(trace))
     for event in _events(trace, reveal=False):
@@ -340,7 +334,6 @@ def test_detection():
     assert detect(["\x1b[34mSCardEstablishContext\x1b[0m"]) == "pcsc-spy"
 
 
-@pytest.mark.xfail(reason=COLOUR_ROWS)
 def test_coloured_pin_rows_are_masked_as_the_plain_ones():
     def rows(name: str) -> list[list[str]]:
         return [[ANSI.sub("", line) for line in e.raw]
@@ -350,7 +343,6 @@ def test_coloured_pin_rows_are_masked_as_the_plain_ones():
     assert rows("pyscard-color.txt") == rows("pyscard.txt")
 
 
-@pytest.mark.xfail(reason=COLOUR_ROWS)
 def test_short_pin_in_a_coloured_row_is_masked():
     row = "\x1b[32m i  0000 00 20 00 00 03 31 32 33                         . ...123\x1b[0m"
     events = _lines("SCardTransmit\n"

@@ -241,9 +241,6 @@ def test_detection():
         "pcscd")
 
 
-@pytest.mark.xfail(reason="redact.py: _mask_bytes does not know the '00000003 APDU: ' prefix of "
-                          "pcscd (nor its colour codes): only the sweep masks the line, and it "
-                          "does not learn secrets shorter than 4 bytes")
 def test_short_pin_on_the_apdu_line_is_masked():
     (apdu,) = _lines("00000003 APDU: 00 20 00 81 03 31 32 33 \n"
                      "00043000 SW: 90 00 \n")

@@ -191,11 +191,9 @@ def test_lines_are_written_in_source_order():
 
 def test_held_lines_are_swept_for_secrets_learned_after_them():
     """A PIN's copy that came before the record naming it is masked in the file."""
-    from pkspy.capture.streams import sweeper
-
     redact = Redactor()
     out = io.StringIO()
-    w = TraceWriter(out, sweeper(redact), hold=10)
+    w = TraceWriter(out, redact, hold=10)
     w.event(_event({1: "early copy: 31 32 33 34 35 36"}))
     redact(Pkcs11Call(line=2, end_line=2, offset=0, function="C_Login", args=[
         Arg(name="pPin", value=b"123456", kind="buffer", length=6, secret="PIN")]))

@@ -21,7 +21,7 @@ from collections import deque
 from collections.abc import Callable, Iterable
 
 from pkspy import formats
-from pkspy.model import Event, Unparsed
+from pkspy.model import Event
 from pkspy.redact import Redactor
 from pkspy.sources import decode
 
@@ -42,29 +42,33 @@ class TraceWriter:
     """Writes the redacted lines of events in source order.
 
     Lines wait for the lines before them, then for ``hold`` more lines: when
-    written, each is swept once more for the secrets learned meanwhile (a copy
-    of a PIN printed before the call that names it, or in another stream
-    before that stream's record of the call came).
+    written, a line is swept once more if the redactor learned a secret since
+    it was redacted (a copy of a PIN printed before the call that names it, or
+    in another stream before that stream's record of the call came).
     """
 
-    def __init__(self, out, sweep: Callable[[str], str] | None = None,
-                 hold: int = HOLD) -> None:
+    def __init__(self, out, redactor: Redactor | None = None, hold: int = HOLD) -> None:
         self.out = out
-        self.sweep = sweep
+        self.redactor = redactor
         self.hold = hold
         self.next = 1
-        self.waiting: dict[int, str] = {}
-        self.ready: deque[str] = deque()
+        self.waiting: dict[int, tuple[str, int]] = {}
+        self.ready: deque[tuple[str, int]] = deque()
         self.written = 0
         self.lost: list[int] = []  # source lines no event returned
 
+    def _known(self) -> int:
+        """How many secrets the redactor knows: they only ever grow."""
+        return len(self.redactor.secrets) if self.redactor is not None else 0
+
     def blank(self, lineno: int, text: str) -> None:
-        self.waiting.setdefault(lineno, text)
+        self.waiting.setdefault(lineno, (text, -1))
         self._flush()
 
     def event(self, event: Event) -> None:
+        known = self._known()
         for lineno, text in zip(event.source_lines(), event.raw, strict=False):
-            self.waiting[lineno] = text
+            self.waiting[lineno] = (text, known)
         self._flush()
 
     def _flush(self) -> None:
@@ -78,12 +82,14 @@ class TraceWriter:
             gap = min(waiting)  # a line that never came: go on without it
             self.lost += range(self.next, gap)
             self.next = gap
-        while len(self.ready) > self.hold:
-            self._write(self.ready.popleft())
+        if len(self.ready) > self.hold:
+            known = self._known()
+            while len(self.ready) > self.hold:
+                self._write(*self.ready.popleft(), known)
 
-    def _write(self, text: str) -> None:
-        if self.sweep is not None and text.strip():
-            text = self.sweep(text)
+    def _write(self, text: str, known_then: int, known_now: int) -> None:
+        if 0 <= known_then < known_now:
+            text = self.redactor.sweep_text(text)  # type: ignore[union-attr]
         self.out.write(text + "\n")
         self.written += 1
 
@@ -94,20 +100,10 @@ class TraceWriter:
             self.ready.append(self.waiting[lineno])
             self.next = lineno + 1
         self.waiting.clear()
+        known = self._known()
         while self.ready:
-            self._write(self.ready.popleft())
+            self._write(*self.ready.popleft(), known)
         self.out.flush()
-
-
-def sweeper(redact: Redactor) -> Callable[[str], str]:
-    """A line with every copy of a secret the redactor knows by now masked (a bare
-    Unparsed event holds nothing to mark, so the redactor only sweeps it)."""
-
-    def sweep(text: str) -> str:
-        event = redact(Unparsed(line=0, end_line=0, offset=0, raw=[text]))
-        return event.raw[0] if event.raw else text
-
-    return sweep
 
 
 class Stream:
@@ -165,7 +161,7 @@ def redacted_copy(lines: Iterable[str], fmt: str, out, redact: Redactor | None =
     """Write the redacted copy of a trace given as lines (without newlines): what
     ``pkspy run`` writes for a live stream, for a trace already on disk."""
     redact = redact or Redactor()
-    writer = TraceWriter(out, sweeper(redact))
+    writer = TraceWriter(out, redact)
     stream = Stream(fmt, redact, writer)
     for text in lines:
         stream.feed(text.encode("utf-8", "surrogateescape") + b"\n")

@@ -195,6 +195,75 @@ def env(module: str, spy: str | None, output: str | None, shell: str) -> None:
     click.echo(text, nl=False)
 
 
+@main.command()
+@click.option("--module", type=str, required=True, help="The PKCS#11 module to probe.")
+@click.option("--slot", type=int, default=None, help="Only this slot (its number, as listed).")
+@click.option("--login", is_flag=True, help="Log in as the user to list private objects too.")
+@click.option("--pin-env", type=str, default=None, metavar="VAR",
+              help="Take the PIN from this environment variable (default: ask, no echo).")
+@click.option("-o", "--output", type=str, default="pkspy-probe.md", show_default=True,
+              help="The Markdown report; the redacted spy trace goes beside it.")
+@click.option("--spy", type=str, default=None, help="pkcs11-spy.so (default: found).")
+def probe(module: str, slot: int | None, login: bool, pin_env: str | None, output: str,
+          spy: str | None) -> None:
+    """A read-only look at a module (PyKCS11, under the spy), as a report for a bug report."""
+    from pkspy.capture import probe as capture_probe
+    from pkspy.capture import run as capture
+
+    opts = capture_probe.ProbeOptions(module=module, slot=slot, login=login, pin_env=pin_env,
+                                      output=output, spy=spy)
+    try:
+        outcome, _trace = capture_probe.probe(opts)
+    except capture.CaptureError as e:
+        _fail(str(e))
+        return
+    click.echo(f"pkspy: wrote {output}", err=True)
+    sys.exit(capture.exit_like(outcome.status))
+
+
+@main.group()
+def card() -> None:
+    """Readers and cards through pyscard: list them, send APDUs (PINs redacted)."""
+
+
+@card.command("list")
+def card_list() -> None:
+    """Every PC/SC reader and its card: ATR, decoded, and the card's name."""
+    from pkspy.capture import pcsc
+
+    try:
+        click.echo(pcsc.render_list(pcsc.card_list()))
+    except pcsc.CardError as e:
+        _fail(str(e))
+
+
+@card.command("send")
+@click.argument("apdus", nargs=-1)
+@click.option("--script", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="APDUs from a file, one a line ('#' starts a comment).")
+@click.option("-r", "--reader", type=str, default=None,
+              help="Reader index or name (default: the first with a card).")
+@click.option("-o", "--output", type=str, default=None,
+              help="Record the exchanges here, redacted, as hex APDU text (mode 0600).")
+def card_send(apdus: tuple[str, ...], script: str | None, reader: str | None,
+              output: str | None) -> None:
+    """Send APDU... (hex) to a card and show each exchange decoded."""
+    from pathlib import Path
+
+    from pkspy.capture import pcsc
+    from pkspy.report.lines import format_apdu
+
+    try:
+        commands = [pcsc.parse_apdu(a) for a in apdus]
+        if script:
+            commands += pcsc.script_apdus(Path(script).read_text())
+        if not commands:
+            raise pcsc.CardError("no APDU to send (give APDU... or --script FILE)")
+        pcsc.send(commands, reader, output, show=lambda e: click.echo(format_apdu(e)))
+    except pcsc.CardError as e:
+        _fail(str(e))
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("codes", nargs=-1, required=True)
 @click.option("--namespace", type=click.Choice([*explain_report.NAMESPACES, "iso7816"],

@@ -10,6 +10,7 @@ hex (upper and lower case, spaced or not).
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import select
@@ -175,6 +176,61 @@ def test_quiet_and_the_trace_matches_the_raw_trace(token, tmp_path, tmp_path_fac
     nothing_left(tmp_path)
 
 
+def _on_a_terminal(args: list[str], env: dict, tmp_path: Path, answer: bytes,
+                   prompt: bytes) -> tuple[int, bytes]:
+    """Run ``pkspy ARGS`` as the session leader of a new terminal, type ``answer`` at
+    ``prompt``; its exit status and everything the terminal showed."""
+    import fcntl
+    import termios
+
+    scratch = tmp_path / "pkspy-tmp"
+    scratch.mkdir(exist_ok=True)
+    master, slave = os.openpty()
+
+    def controlling_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    p = subprocess.Popen([sys.executable, "-m", "pkspy", *args],
+                         env=dict(env, TMPDIR=str(scratch), NO_COLOR="1"), cwd=ROOT,
+                         stdin=slave, stdout=slave, stderr=slave,
+                         preexec_fn=controlling_terminal)
+    os.close(slave)
+    seen = b""
+    try:
+        deadline = time.monotonic() + 20
+        while prompt not in seen and time.monotonic() < deadline:
+            if select.select([master], [], [], 0.1)[0]:
+                seen += os.read(master, 1024)
+        os.write(master, answer)
+        status = p.wait(30)
+        while select.select([master], [], [], 0.3)[0]:
+            try:
+                chunk = os.read(master, 4096)
+            except OSError:  # the terminal closed: everything was read
+                break
+            if not chunk:
+                break
+            seen += chunk
+    finally:
+        os.close(master)
+    return status, seen
+
+
+def test_pin_typed_at_the_prompt(token, tmp_path):
+    """pkcs11-tool --login -O asks for the PIN on the terminal: it must still reach it
+    through pkspy, and be in no output and no file."""
+    out = tmp_path / "prompt.log"
+    status, seen = _on_a_terminal(
+        ["run", "--module", SOFTHSM, "-o", str(out), "--", "pkcs11-tool", "--token-label", "cap",
+         "--login", "-O"], token, tmp_path, USER_PIN.encode() + b"\n", b"PIN")
+    assert status == 0, seen.decode(errors="replace")
+    s = summary(out)
+    assert [(x["user_type"], x["result"]) for x in s["logins"]] == [("CKU_USER", "CKR_OK")]
+    no_secret_anywhere([tmp_path], [seen], [USER_PIN, SO_PIN])
+    nothing_left(tmp_path)
+
+
 PYKCS11_SCRIPT = """
 import os, sys, PyKCS11
 lib = PyKCS11.PyKCS11Lib()
@@ -294,6 +350,61 @@ def _has_pcsc_spy() -> bool:
     return True
 
 
+def test_card_list_and_send(card, tmp_path, tmp_path_factory):
+    env = card.env()
+    r = pkspy_env(["card", "list"], env)
+    assert r.returncode == 0, r.stderr
+    listing = r.stdout.decode()
+    assert f"0: {card.reader}" in listing and card.atr in listing.replace(" ", "")
+    assert "T=1" in listing
+    script = tmp_path_factory.mktemp("script-apart") / "apdus.txt"  # the test's own PINs
+    script.write_text(f"# wrong, then right\n00 20 00 81 06 {CARD_WRONG.encode().hex()}\n"
+                      f"00200081 06{CARD_PIN.encode().hex(':')}  # right\n")
+    record = tmp_path / "card.txt"
+    since = len(card.exchanges())
+    r = pkspy_env(["card", "send", "-r", card.reader, "-o", str(record), "00A4000C023F00",
+                   "--script", str(script)], env)
+    assert r.returncode == 0, r.stderr
+    shown = r.stdout.decode().splitlines()
+    assert [x["sw"] for x in card.exchanges(since)] == ["9000", "63C2", "9000"]
+    assert shown[0].startswith("SELECT 00 A4 00 0C Lc=2 3F 00 -> 9000")
+    assert all("VERIFY 00 20 00 81 Lc=6 ‹PIN redacted, 6 bytes›" in x for x in shown[1:])
+    assert stat.S_IMODE(record.stat().st_mode) == 0o600
+    lines = record.read_text().splitlines()
+    assert lines[0].startswith(f"# reader {card.reader}, ATR ")
+    assert lines[3:5] == ["> 00 20 00 81 06 ** ** ** ** ** **", "< 63 C2"]
+    from pkspy import formats
+    if "hex-apdu" in formats.PARSERS:
+        s = summary(record)
+        assert s["apdus"] == 3 and s["status_words"] == {"9000": 2, "63C2": 1}
+    no_secret_anywhere([tmp_path], [r.stdout, r.stderr], [CARD_PIN, CARD_WRONG])
+
+
+def test_recorder_on_a_pyscard_connection(card, tmp_path, monkeypatch):
+    monkeypatch.setenv("PCSCLITE_CSOCK_NAME", card.env()["PCSCLITE_CSOCK_NAME"])
+    from smartcard.System import readers
+
+    from pkspy.capture.pcsc import Recorder
+
+    reader = next(r for r in readers() if str(r) == card.reader)
+    connection = reader.createConnection()
+    seen = []
+    with Recorder(connection, str(tmp_path / "rec.txt"), on_exchange=seen.append) as rec:
+        connection.connect()
+        connection.transmit([0x00, 0x20, 0x00, 0x81, 0x06, *CARD_PIN.encode()])
+        connection.transmit([0x00, 0xA4, 0x00, 0x0C, 0x02, 0x3F, 0x00])
+    connection.transmit([0x00, 0xA4, 0x00, 0x0C, 0x02, 0x3F, 0x00])  # not recorded
+    connection.disconnect()
+    with contextlib.suppress(Exception):
+        connection.release()  # its PC/SC context, while this pcscd still runs
+    del connection, reader
+    assert seen == rec.exchanges and [e.sw for e in seen] == [0x9000, 0x9000]
+    assert str(seen[0].command_data) == "‹PIN redacted, 6 bytes›" and seen[1].secret is None
+    assert (tmp_path / "rec.txt").read_text().splitlines() == [
+        "> 00 20 00 81 06 ** ** ** ** ** **", "< 90 00", "> 00 A4 00 0C 02 3F 00", "< 90 00"]
+    no_secret_anywhere([tmp_path], [], [CARD_PIN])
+
+
 # -- exit codes, crashes, signals ---------------------------------------------------------------
 
 
@@ -383,32 +494,10 @@ def test_sigint_sent_to_pkspy_is_forwarded_once(tmp_path):
 def test_ctrl_c_on_the_terminal_reaches_the_program_once(tmp_path):
     """Ctrl-C on a terminal goes to the whole foreground process group: the program
     gets it from the terminal, and pkspy must not send it a second one."""
-    import fcntl
-    import termios
-
-    scratch = tmp_path / "pkspy-tmp"
-    scratch.mkdir()
-    master, slave = os.openpty()
-
-    def controlling_terminal() -> None:
-        os.setsid()
-        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
-
-    p = subprocess.Popen([sys.executable, "-m", "pkspy", "run", "--quiet", "--opensc-debug", "3",
-                          "--", sys.executable, "-c", COUNT_SIGINT],
-                         env=dict(os.environ, TMPDIR=str(scratch)), cwd=ROOT, stdin=slave,
-                         stdout=slave, stderr=slave, preexec_fn=controlling_terminal)
-    os.close(slave)
-    seen = b""
-    deadline = time.monotonic() + 20
-    while b"ready" not in seen and time.monotonic() < deadline:
-        if select.select([master], [], [], 0.1)[0]:
-            seen += os.read(master, 1024)
-    os.write(master, b"\x03")  # the terminal's interrupt character
-    try:
-        assert p.wait(20) == 41
-    finally:
-        os.close(master)
+    status, _ = _on_a_terminal(["run", "--quiet", "--opensc-debug", "3", "--", sys.executable,
+                                "-c", COUNT_SIGINT], dict(os.environ), tmp_path,
+                               b"\x03", b"ready")  # the terminal's interrupt character
+    assert status == 41
     nothing_left(tmp_path)
 
 
@@ -440,3 +529,57 @@ def test_env_prints_exports_and_the_warning():
     assert b"in clear" in r.stderr and b"mkfifo -m 600 /tmp/x.fifo" in r.stderr
     fish = pkspy("env", "--module", "/usr/lib/real.so", "--shell", "fish")
     assert b"set -gx PKCS11SPY /usr/lib/real.so;" in fish.stdout
+
+
+# -- pkspy probe -------------------------------------------------------------------------------
+
+
+def _keypair(token) -> None:
+    subprocess.run(["pkcs11-tool", "--module", SOFTHSM, "--token-label", "cap", "--login",
+                    "--pin", USER_PIN, "--keypairgen", "--key-type", "EC:prime256v1",
+                    "--label", "probe-key", "--id", "0a0b"], env=token, check=True,
+                   capture_output=True, timeout=60)
+
+
+def _check_probe(report: Path, tmp_path: Path, texts: list) -> None:
+    text = report.read_text()
+    assert stat.S_IMODE(report.stat().st_mode) == 0o600
+    assert "### Token cap" in text and "#### Mechanisms (" in text and "CKM_ECDSA" in text
+    public = text.split("#### Objects without login", 1)[1].split("####", 1)[0]
+    private = text.split("#### Objects seen only after login", 1)[1].split("##", 1)[0]
+    assert "| CKO_PUBLIC_KEY | probe-key | 0a0b | CKK_EC" in public
+    assert "CKO_PRIVATE_KEY" not in public
+    assert "| CKO_PRIVATE_KEY | probe-key | 0a0b | CKK_EC" in private
+    trace = tmp_path / "probe.pkcs11-spy.log"
+    assert f"`{trace.name}`" in text and "## Trace" in text
+    s = summary(trace)
+    assert ("CKU_USER", "CKR_OK") in [(x["user_type"], x["result"]) for x in s["logins"]]
+    assert not {"C_CreateObject", "C_DestroyObject", "C_SetAttributeValue", "C_InitToken",
+                "C_GenerateKeyPair"} & set(s["calls_by_function"])  # read-only
+    no_secret_anywhere([tmp_path], texts, [USER_PIN, SO_PIN])
+    nothing_left(tmp_path)
+
+
+def test_probe_with_the_pin_from_the_environment(token, tmp_path):
+    _keypair(token)
+    report = tmp_path / "probe.md"
+    scratch = tmp_path / "pkspy-tmp"
+    scratch.mkdir()
+    r = pkspy_env(["probe", "--module", SOFTHSM, "--login", "--pin-env", "CAP_PIN", "-o",
+                   str(report)], dict(token, CAP_PIN=USER_PIN, TMPDIR=str(scratch)))
+    assert r.returncode == 0, r.stderr.decode()
+    _check_probe(report, tmp_path, [r.stdout, r.stderr])
+
+
+def test_probe_asks_for_the_pin_without_echo(token, tmp_path):
+    _keypair(token)
+    report = tmp_path / "probe.md"
+    status, seen = _on_a_terminal(["probe", "--module", SOFTHSM, "--login", "-o", str(report)],
+                                  token, tmp_path, USER_PIN.encode() + b"\n", b"User PIN")
+    assert status == 0, seen.decode(errors="replace")
+    _check_probe(report, tmp_path, [seen])
+
+
+def pkspy_env(args: list[str], env: dict) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "pkspy", *args], env=env, cwd=ROOT,
+                          capture_output=True, timeout=120)

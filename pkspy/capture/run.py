@@ -31,7 +31,7 @@ from pathlib import Path
 from typing import TextIO
 
 from pkspy.capture import inject, locate
-from pkspy.capture.streams import Stream, TraceWriter, open_private, sweeper
+from pkspy.capture.streams import Stream, TraceWriter, open_private
 from pkspy.model import Event
 from pkspy.redact import Redactor
 from pkspy.report.lines import format_event, is_failure, is_shown
@@ -61,6 +61,7 @@ class RunOptions:
     pcsc: bool = False
     output: str | None = None
     quiet: bool = False
+    env: dict[str, str] = field(default_factory=dict)  # more for the program's environment
 
 
 @dataclass
@@ -182,7 +183,7 @@ class _Runner:
     def prepare(self, tmp: Path) -> tuple[list[str], dict[str, str]]:
         opts = self.opts
         argv = list(opts.command)
-        env = dict(os.environ)
+        env = dict(os.environ, **opts.env)
         changes: dict[str, str | None] = {}
         notes: list[str] = []
         wanted: list[tuple[str, str, str]] = []  # (format, label, fifo path)
@@ -239,7 +240,7 @@ class _Runner:
                 except OSError as e:
                     raise CaptureError(f"{paths[fmt]}: {e.strerror}") from None
                 self.files.append(out)
-                writer = TraceWriter(out, sweeper(self.redact))
+                writer = TraceWriter(out, self.redact)
             stream = Stream(fmt, self.redact, writer,
                             on_event=lambda e, label=label: self._show(label, e))
             self.captures.append(_Capture(name=fmt, label=label, fifo=fifo, stream=stream,

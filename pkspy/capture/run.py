@@ -48,6 +48,29 @@ SI_KERNEL = 0x80  # si_code of a signal the terminal (the kernel) sent
 RED, RESET = "\x1b[31m", "\x1b[0m"
 
 
+# Linux has sigtimedwait, which says who sent a signal; elsewhere (macOS) handlers note
+# the signals and the terminal's foreground process group tells where they came from.
+HAVE_SIGTIMEDWAIT = hasattr(signal, "sigtimedwait")
+_caught: list[int] = []
+
+
+def _note_signal(signo: int, _frame) -> None:
+    _caught.append(signo)
+
+
+def _in_foreground() -> bool:
+    try:
+        fd = os.open("/dev/tty", os.O_RDONLY | os.O_NOCTTY)
+    except OSError:
+        return False
+    try:
+        return os.tcgetpgrp(fd) == os.getpgrp()
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
 class CaptureError(Exception):
     """Something that stops a capture before it starts: a one-line message, exit status 2."""
 
@@ -289,6 +312,14 @@ class _Runner:
         capture.stream.close()
 
     def _signals(self) -> None:
+        if not HAVE_SIGTIMEDWAIT:
+            while _caught:
+                signo = _caught.pop(0)
+                # No siginfo here: Ctrl-C and Ctrl-\\ count as the terminal's when pkspy
+                # (and so the program) is in the terminal's foreground process group.
+                terminal = signo in (signal.SIGINT, signal.SIGQUIT) and _in_foreground()
+                self._forward(signo, SI_KERNEL if terminal else 0, 0)
+            return
         while True:
             try:
                 info = signal.sigtimedwait(FORWARDED, 0)
@@ -426,8 +457,12 @@ def run(opts: RunOptions, err: TextIO | None = None) -> Outcome:
         if not os.path.isdir(parent):
             raise CaptureError(f"{opts.output}: no such directory {parent}")
     runner = _Runner(opts, err)
-    # Blocked from here on: a signal that comes while pkspy sets up waits for the program.
-    old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    # From here on a signal that comes while pkspy sets up waits for the program.
+    old_handlers = {}
+    if HAVE_SIGTIMEDWAIT:
+        old_mask = signal.pthread_sigmask(signal.SIG_BLOCK, FORWARDED)
+    else:
+        old_handlers = {s: signal.signal(s, _note_signal) for s in FORWARDED}
     tmp = Path(tempfile.mkdtemp(prefix="pkspy-run-"))
     try:
         argv, env = runner.prepare(tmp)
@@ -441,11 +476,15 @@ def run(opts: RunOptions, err: TextIO | None = None) -> Outcome:
         if sys.platform.startswith("linux"):
             _prctl(PR_SET_CHILD_SUBREAPER, 0)
         # signals that came while the program was ending: nothing left to forward them to
-        pending = signal.sigpending() & set(FORWARDED)
-        for signo in pending:
-            with contextlib.suppress(Exception):
-                signal.sigtimedwait({signo}, 0)
-        signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        if HAVE_SIGTIMEDWAIT:
+            for signo in signal.sigpending() & set(FORWARDED):
+                with contextlib.suppress(Exception):
+                    signal.sigtimedwait({signo}, 0)
+            signal.pthread_sigmask(signal.SIG_SETMASK, old_mask)
+        else:
+            _caught.clear()
+            for signo, handler in old_handlers.items():
+                signal.signal(signo, handler)
     assert runner.status is not None
     return Outcome(status=runner.status, traces=traces)
 

@@ -8,7 +8,11 @@ from __future__ import annotations
 
 import asyncio
 import html
+import os
 import re
+import shutil
+import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -343,3 +347,56 @@ def test_small_terminal_and_no_color(monkeypatch):
             assert "! " in screen and "C_Login" in screen  # failures marked without colour
             assert "search" in screen.splitlines()[-1]  # the footer's key help
     run(go())
+
+
+def test_command_palette_narrows_to_a_function():
+    async def go():
+        app = app_for(LOGIN_TRACE)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await indexed(pilot)
+            await pilot.press("ctrl+p")
+            await pilot.pause(0.3)
+            await pilot.press(*"Only C_Login")
+            await until(pilot, lambda: "Only C_Login" in screen_text(app))
+            await pilot.pause(0.3)
+            await pilot.press("enter")
+            await until(pilot, lambda: app.timeline.view.filter.function == "C_Login")
+            assert len(app.timeline.view) == 4
+    run(go())
+
+
+@pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
+def test_view_in_a_real_terminal():
+    session = f"pkspy-view-test-{os.getpid()}"
+    command = f"{sys.executable} -m pkspy view {LOGIN_TRACE}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30",
+                    "-c", str(ROOT), command], check=True)
+
+    def screen() -> str:
+        return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
+                              capture_output=True, text=True).stdout
+
+    def wait_for(text: str) -> str:
+        end = time.monotonic() + 30
+        while time.monotonic() < end:
+            out = screen()
+            if text in out:
+                return out
+            time.sleep(0.1)
+        raise AssertionError(f"{text!r} not on the screen:\n{out}")
+
+    try:
+        out = wait_for("294 rows")
+        assert "C_GetInterface -> CKR_OK" in out
+        subprocess.run(["tmux", "send-keys", "-t", session, "e"], check=True)
+        out = wait_for("hint:")
+        assert "C_Login" in out and "CKR_PIN_INCORRECT" in out
+        assert not [f for f in secrets(LOGIN_TRACE) if f in out]
+        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        end = time.monotonic() + 10
+        while subprocess.run(["tmux", "has-session", "-t", session],
+                             capture_output=True).returncode == 0:
+            assert time.monotonic() < end, "q did not quit"
+            time.sleep(0.1)
+    finally:
+        subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)

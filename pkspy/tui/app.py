@@ -15,16 +15,18 @@ from typing import ClassVar
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
-from textual.containers import Horizontal, VerticalScroll
+from textual.containers import VerticalScroll
 from textual.message import Message
-from textual.widgets import DataTable, Footer, Input, ProgressBar, Static, TabbedContent, TabPane
+from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
 from pkspy.sources import SourceError
 from pkspy.tui import detail
-from pkspy.tui.index import Filter, Indexer, Rows, Trace, View, open_traces
+from pkspy.tui.commands import ViewCommands
+from pkspy.tui.index import NONE, Filter, Indexer, Rows, Trace, View, open_traces
 from pkspy.tui.widgets import panes
 from pkspy.tui.widgets.timeline import Timeline
 
+PROGRESS_WIDTH = 12
 SNAPSHOT_EVERY = 1.0  # seconds between refreshes of the tables while indexing
 TABS = ("timeline", "sessions", "logins", "objects", "apdus", "errors", "stats")
 
@@ -53,6 +55,7 @@ class IndexFailed(Message):
 class ViewerApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "pkspy view"
+    COMMANDS = App.COMMANDS | {ViewCommands}
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("slash", "search", "search"),
         Binding("n", "find(1)", "next match"),
@@ -113,9 +116,7 @@ class ViewerApp(App):
                 yield panes.Pane(panes.STAT_COLUMNS, id="stats-table")
         with VerticalScroll(id="detail"):
             yield Static("", id="detail-text")
-        with Horizontal(id="status"):
-            yield Static("", id="status-text")
-            yield ProgressBar(total=100, show_eta=False, show_percentage=True, id="progress")
+        yield Static("", id="status")
         yield Input(id="prompt")
         yield Footer()
 
@@ -156,8 +157,11 @@ class ViewerApp(App):
         self.post_message(Indexed(done, snap))
 
     def on_indexed(self, message: Indexed) -> None:
-        for timeline in self.query(Timeline):
-            timeline.update_rows()
+        active = self._active_timeline()  # the others catch up when their tab opens
+        if active is not None:
+            active.update_rows()
+        if active is not self.timeline:
+            self.timeline.update_rows()
         if self.first_rows_at is None and self.rows.n:
             self.first_rows_at = time.monotonic() - self.started
         if message.snapshot is not None:
@@ -201,10 +205,11 @@ class ViewerApp(App):
             parts.append("  ".join(f"{i}:{t.path}" for i, t in enumerate(self.traces, 1)))
         else:
             parts.append(f"{self.traces[0].path} ({self.traces[0].format})")
-        self.query_one("#status-text", Static).update("  ".join(parts))
-        bar = self.query_one("#progress", ProgressBar)
-        bar.display = not self.indexer.caught_up
-        bar.update(progress=round(self.indexer.fraction() * 100))
+        if not self.indexer.caught_up:
+            done = self.indexer.fraction()
+            filled = round(done * PROGRESS_WIDTH)
+            parts.insert(0, f"{'█' * filled}{'░' * (PROGRESS_WIDTH - filled)} {done:4.0%}")
+        self.query_one("#status", Static).update("  ".join(parts), layout=False)
 
     # -- selection -----------------------------------------------------------
 
@@ -213,6 +218,8 @@ class ViewerApp(App):
             self._show_detail(message.row)
 
     def _show_detail(self, row: int) -> None:
+        if not self.query("#detail-text"):  # the app is closing
+            return
         event = self.rows.event(row)
         name = self.traces[self.rows.file[row]].path if len(self.traces) > 1 else None
         self.query_one("#detail-text", Static).update(detail.render(event, name))
@@ -282,8 +289,10 @@ class ViewerApp(App):
         if found:
             widget = found.first()
             widget.focus()
-            if isinstance(widget, Timeline) and widget.row is not None:
-                self._show_detail(widget.row)
+            if isinstance(widget, Timeline):
+                widget.update_rows()
+                if widget.row is not None:
+                    self._show_detail(widget.row)
 
     # -- keys ----------------------------------------------------------------
 
@@ -371,7 +380,7 @@ class ViewerApp(App):
         rows, current = self.rows, timeline.view.filter
         file, proc = rows.file[row], rows.process[row]
         if what == "session":
-            if rows.session[row] < 0:
+            if rows.session[row] == NONE:
                 self.notify("this row belongs to no session", severity="warning")
                 return
             self.apply(replace(current, file=file, process=proc, session=rows.session[row]), row)

@@ -37,7 +37,7 @@ WARNING = 2  # torn, cut short, not parsed: yellow
 PROCESS = 4  # a process start: dim
 FAILURE = FAILED | WARNING
 
-NO_SESSION = -1
+NONE = (1 << 64) - 1  # no session, no object (handles are CK_ULONG: any 64-bit value)
 # Arguments whose value is an object handle, as the tracers name them.
 OBJECT_ARGS = frozenset({
     "hObject", "hKey", "hBaseKey", "hWrappingKey", "hUnwrappingKey", "hPublicKey",
@@ -61,13 +61,18 @@ def row_flags(event: Event) -> int:
     return FAILED if getattr(event, "error", None) is not None else WARNING
 
 
+def _handle(value: object) -> int | None:
+    return value if isinstance(value, int) and 0 <= value < NONE else None
+
+
 def session_of(event: Event) -> int:
     if isinstance(event, Pkcs11Call):
         for name in ("hSession", "*phSession"):
             arg = event.arg(name)
-            if arg is not None and isinstance(arg.value, int):
-                return arg.value
-    return NO_SESSION
+            h = _handle(arg.value) if arg is not None else None
+            if h is not None:
+                return h
+    return NONE
 
 
 def objects_of(event: Event) -> tuple[int, ...]:
@@ -75,10 +80,10 @@ def objects_of(event: Event) -> tuple[int, ...]:
         return ()
     found: list[int] = []
     for arg in event.args:
-        if arg.name in OBJECT_ARGS and isinstance(arg.value, int):
+        if arg.name in OBJECT_ARGS and _handle(arg.value) is not None:
             found.append(arg.value)
         elif arg.kind == "objects" and isinstance(arg.value, list):
-            found.extend(v for v in arg.value if isinstance(v, int))
+            found.extend(v for v in arg.value if _handle(v) is not None)
     return tuple(found)
 
 
@@ -110,15 +115,16 @@ class Rows:
     def __init__(self) -> None:
         self._lock = threading.Lock()
         self.file = array("B")
-        self.line = array("l")
+        self.line = array("I")
         self.flags = array("B")
         self.kind = array("B")
-        self.process = array("l")
-        self.session = array("q")
+        self.process = array("i")
+        self.session = array("Q")
         self.function = array("H")
         self.functions: list[str] = [""]
         self._function_ids: dict[str, int] = {"": 0}
-        self.objects: dict[int, tuple[int, ...]] = {}
+        self.object = array("Q")  # the first object handle a row names, or NONE
+        self.more_objects: dict[int, tuple[int, ...]] = {}  # rows that name several
         self.per_session: Counter[tuple[int, int, int]] = Counter()  # (file, process, session)
         self._texts: list[bytes] = []  # compressed, "\n"-joined, one per full block
         self._open_texts: list[str] = []
@@ -148,11 +154,12 @@ class Rows:
             self.session.append(session_of(event))
             self.function.append(fid)
             session = self.session[-1]
-            if session != NO_SESSION:
+            if session != NONE:
                 self.per_session[(file, self.process[-1], session)] += 1
             handles = objects_of(event)
-            if handles:
-                self.objects[self.n] = handles
+            self.object.append(handles[0] if handles else NONE)
+            if len(handles) > 1:
+                self.more_objects[self.n] = handles
             self._open_texts.append(text)
             self._open_events.append(event)
             if len(self._open_texts) == BLOCK:
@@ -250,7 +257,8 @@ class Filter:
         if self.session is not None:
             tests.append(lambda r: rows.session[r] == self.session)
         if self.object is not None:
-            tests.append(lambda r: self.object in rows.objects.get(r, ()))
+            tests.append(lambda r: rows.object[r] == self.object
+                         or self.object in rows.more_objects.get(r, ()))
         if self.function:
             fid = rows.functions.index(self.function) if self.function in rows.functions else -1
             tests.append(lambda r: rows.function[r] == fid)
@@ -372,7 +380,7 @@ class Indexer:
 
     def __init__(self, traces: list[Trace], rows: Rows, follow: bool = False,
                  progress: Callable[[bool], None] | None = None,
-                 interval: float = 0.25, first: int = 200,
+                 interval: float = 0.5, first: int = 200,
                  stop: threading.Event | None = None) -> None:
         self.traces = traces
         self.rows = rows

@@ -1,10 +1,15 @@
-"""One readable line per event, for ``pkspy tail``.
+"""One readable line per event, for ``pkspy tail`` and the report timelines.
 
-    14:16:11.872 p1/2635 #7  C_Login session=0x1 user=CKU_USER pPin=‹PIN redacted, 10 bytes›
-                                 -> CKR_PIN_INCORRECT (0xa0) the PIN is wrong   [all on one line]
+    14:16:11.774 p1/2610.9376    #7 C_Login session=0x1 user=CKU_USER
+        pPin=‹PIN redacted, 10 bytes› -> CKR_PIN_INCORRECT (0xa0): PIN does not match
+    15:10:08.486 p3/1174.2224   APDU VERIFY 00 20 00 00 Lc=6 ‹PIN redacted, 6 bytes›
+        -> 63C2 2 tries left 47.0 ms @Virtual PCD 00 01          [each on one line]
 
-The arguments shown are the ones that tell the story (slot, session, user,
-mechanism, handles, templates); buffers show only their length.
+Calls show the arguments that tell the story (slot, session, user,
+mechanism, handles, templates, decoded DER values) before the arrow and what
+came back after it; buffers show only their length. APDU exchanges show the
+instruction, header, data, Le, status word and time; OpenSC debug lines only
+where a failure began.
 """
 
 from __future__ import annotations
@@ -40,12 +45,12 @@ TEMPLATE_ITEMS = 5
 # What says most about an object comes first when a template is cut short.
 TELLING = ("CKA_CLASS", "CKA_KEY_TYPE", "CKA_LABEL", "CKA_ID", "CKA_VALUE", "CKA_SUBJECT",
            "CKA_EC_PARAMS", "CKA_MODULUS_BITS", "CKA_CERTIFICATE_TYPE")
+# From info blocks (token, slot, session, mechanism info), the fields worth a glance.
+INFO_KEYS = ("label", "slotDescription", "state", "min", "max")
 
 
 def _attr_rank(attr) -> int:
     return TELLING.index(attr.name) if attr.name in TELLING else len(TELLING)
-# From info blocks (token, slot, session, mechanism info), the fields worth a glance.
-INFO_KEYS = ("label", "slotDescription", "state", "min", "max")
 
 
 def _short(value: object, limit: int = 24) -> str:

@@ -251,11 +251,6 @@ class _Runner:
 
         paths = output_paths(opts.output, [w[0] for w in wanted]) if opts.output else {}
         for fmt, label, fifo in wanted:
-            os.mkfifo(fifo, 0o600)
-            # Our reader first (non-blocking, so it does not wait for a writer), then a
-            # writer of our own that keeps the FIFO from reading EOF between processes.
-            reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
-            keeper = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
             writer = None
             if fmt in paths:
                 try:
@@ -264,6 +259,11 @@ class _Runner:
                     raise CaptureError(f"{paths[fmt]}: {e.strerror}") from None
                 self.files.append(out)
                 writer = TraceWriter(out, self.redact)
+            os.mkfifo(fifo, 0o600)
+            # Our reader first (non-blocking, so it does not wait for a writer), then a
+            # writer of our own that keeps the FIFO from reading EOF between processes.
+            reader = os.open(fifo, os.O_RDONLY | os.O_NONBLOCK)
+            keeper = os.open(fifo, os.O_WRONLY | os.O_NONBLOCK)
             stream = Stream(fmt, self.redact, writer,
                             on_event=lambda e, label=label: self._show(label, e))
             self.captures.append(_Capture(name=fmt, label=label, fifo=fifo, stream=stream,
@@ -431,11 +431,15 @@ class _Runner:
         for c in self.captures:
             s = c.stream
             if s.bytes == 0:
-                why = {"pkcs11-spy": "the program never loaded the spy: pkspy could not put "
-                                     "it in its path",
+                why = {"pkcs11-spy": "the program never loaded the spy: it stopped before, "
+                                     "or it loads its module where pkspy could not put the "
+                                     "spy",
                        "opensc-debug": "the program did not use OpenSC (or logged nothing)",
                        "pcsc-spy-raw": "the program made no PC/SC call through libpcsclite"}
                 self.say(f"{c.label}: no trace came ({why[c.name]})")
+                if c.path:
+                    with contextlib.suppress(OSError):
+                        os.unlink(c.path)  # the empty file pkspy made for it
                 continue
             if c.path:
                 writer = s.writer

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import stat
 from collections.abc import Iterator
 
 from pkspy import formats
@@ -46,6 +47,8 @@ def open_events(path: str, fmt: str | None = None, follow: bool = False,
     or a file that is not a trace.
     """
     redact = redactor if redactor is not None else Redactor(reveal=reveal)
+    if follow and is_fifo(path):
+        follow = False  # a FIFO is read as it comes, to its writer's end: nothing to follow
     if follow and path != "-":
         if os.path.exists(path):
             open_trace(path).close()  # refuse directories and devices at once
@@ -69,6 +72,13 @@ def open_events(path: str, fmt: str | None = None, follow: bool = False,
     head_items = list(itertools.islice(lines_iter, HEAD_LINES))
     fmt = _detect_or_fail(path, [t for t, _ in head_items], fmt)
     return fmt, _events(itertools.chain(head_items, lines_iter), fmt, redact)
+
+
+def is_fifo(path: str) -> bool:
+    try:
+        return stat.S_ISFIFO(os.stat(path).st_mode)
+    except OSError:
+        return False
 
 
 def _events(lines, fmt: str, redact: Redactor) -> Iterator[Event | None]:

@@ -103,3 +103,18 @@ def test_tail_waits_for_a_file_that_does_not_exist_yet(tmp_path):
         tail.wait_for("#8 C_Finalize")
     finally:
         tail.close()
+
+
+def test_tail_of_a_fifo_prints_every_record_as_it_comes(tmp_path):
+    fifo = tmp_path / "spy.fifo"
+    os.mkfifo(fifo)
+    tail = Tail(str(fifo))  # follows by default: a FIFO is read to its writer's end
+    try:
+        with open(fifo, "wb") as w:
+            w.write(TRACE)
+        seen = tail.wait_for("#52 C_Finalize")
+        assert sum(" C_" in s for s in seen) == TRACE.count(b"\nReturned:")
+        assert tail.proc.wait(timeout=10) == 0
+    finally:
+        if tail.proc.poll() is None:
+            tail.close()

@@ -217,7 +217,12 @@ class OpenscDebugParser:
             event.what = "pcsc"
             event.rv = int(p["rv"], 16)
             if p["reader"]:
-                thread.reader = event.reader = p["reader"]
+                event.reader = p["reader"]
+                # the card is where OpenSC connected to share it (DIRECT is for control)
+                if event.rv == 0 and p["desc"].startswith(("SCardConnect(SHARED",
+                                                           "SCardConnect(EXCLUSIVE",
+                                                           "SCardReconnect")):
+                    thread.reader = p["reader"]
         elif p := PKCS11_RESULT.match(text):
             event.what = "pkcs11"
             event.rv = pkcs11.value(p.group(2))

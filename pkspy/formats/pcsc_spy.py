@@ -265,11 +265,17 @@ class PcscSpyRawParser:
                 response = a.value
             elif a.name == "hCard":
                 handle = a.value
-        if args:
-            hex_line = 4 if with_pci else 2  # the send buffer's hex, among the values
-            if hex_line < len(call.values):
-                i = call.values[hex_line][1]
-                span = (i, i)
+        send_at = 4 if with_pci else 2  # the send buffer's hex, among the values
+        if problem and not command:
+            # Out of step (a value line lost or one too many): the first byte buffer
+            # is still the command, and a PIN in it must still be found and masked.
+            send_at = next((i for i, (v, _) in enumerate(call.values)
+                            if v and HEXLINE.match(v)), len(call.values))
+            if send_at < len(call.values):
+                command = from_pairs(call.values[send_at][0].split())
+        if send_at < len(call.values) and (args or problem):
+            i = call.values[send_at][1]
+            span = (i, i)
         apdu = ApduExchange(command=command, function="SCardTransmit", rv=rv,
                             duration=duration, command_span=span, command_row_bytes=0,
                             reader=self._readers.get(handle) if isinstance(handle, int) else None,

@@ -7,7 +7,7 @@ from collections import deque
 from typing import TextIO
 
 from pkspy.model import Event, Pkcs11Call, ProcessStart, to_json
-from pkspy.pipeline import CAUGHT_UP, open_events
+from pkspy.pipeline import CAUGHT_UP, is_fifo, open_events
 from pkspy.report.lines import format_event, is_failure, is_shown
 
 FOLLOW_BACKLOG = 10
@@ -31,6 +31,8 @@ def run(path: str, *, last: int | None, follow: bool, errors_only: bool, fmt: st
         as_json: bool, out: TextIO, colour: bool = False, stop=None,
         reveal: bool = False) -> None:
     notices: list[str] = []
+    if follow and is_fifo(path):
+        follow = False  # a FIFO streams to its writer's end: print everything as it comes
     _fmt, events = open_events(path, fmt=fmt, follow=follow, notices=notices, stop=stop,
                                reveal=reveal)
     if last is None and follow:

@@ -1,7 +1,8 @@
 #!/bin/sh
 # Install what the tests need (the real programs the end-to-end tests drive:
 # SoftHSM2 and OpenSC's pkcs11-spy / pkcs11-tool / opensc-tool; pcscd with
-# vsmartcard's virtual reader and card, and pcsc-lite's spy library), then run
+# vsmartcard's virtual reader and card, and pcsc-lite's spy library; p11tool
+# and ssh-keygen, which pkspy run puts the spy behind), then run
 # the whole suite.
 set -eu
 cd "$(dirname "$0")/.."
@@ -9,7 +10,8 @@ SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"
 need=""
 for pkg in softhsm2 opensc opensc-pkcs11 openssl pcscd libpcsclite1 libpcsclite-dev \
-           vsmartcard-vpcd python3-virtualsmartcard python3-pycryptodome util-linux; do
+           vsmartcard-vpcd python3-virtualsmartcard python3-pycryptodome util-linux \
+           gnutls-bin openssh-client p11-kit; do
     dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need="$need $pkg"
 done
 if [ -n "$need" ]; then

@@ -245,13 +245,19 @@ def test_search_and_error_keys():
             await pilot.press("e")
             await pilot.pause()
             assert app.timeline.row == _login_row(app)  # the first failure of the trace
-            await pilot.press("home", "slash", *"ec-0.27", "enter")
+            await pilot.press("slash", *"[/x] no such", "enter")  # not markup: not found
+            await pilot.pause()
+            assert "/[/x] no such" in screen_text(app)
+            await pilot.press("home", "slash", "ctrl+u", *"ec-0.27", "enter")
             await pilot.pause()
             found = app.rows.text(app.timeline.row)
             assert "ec-0.27" in found and "C_GenerateKeyPair" in found
             await pilot.press("n")
             await pilot.pause()
             assert "ec-0.27" in app.rows.text(app.timeline.row)
+            await pilot.press("g", *"216", "enter")  # a line inside the C_Login record
+            await pilot.pause()
+            assert app.timeline.row == _login_row(app)
             await pilot.press("x")
             await pilot.pause()
             view = app.timeline.view
@@ -400,3 +406,19 @@ def test_view_in_a_real_terminal():
             time.sleep(0.1)
     finally:
         subprocess.run(["tmux", "kill-session", "-t", session], capture_output=True)
+
+
+def test_table_cells_are_text_not_markup():
+    from textual.app import App
+
+    class One(App):
+        def compose(self):
+            yield Pane(("label", "id"), id="t")
+
+    async def go():
+        app = One()
+        async with app.run_test(size=(60, 10)) as pilot:
+            app.query_one(Pane).fill([(("[/bold] odd [b]label", "01"), None)])
+            await pilot.pause()
+            assert "[/bold] odd [b]label" in screen_text(app)
+    run(go())

@@ -115,8 +115,8 @@ class ViewerApp(App):
             with TabPane("7 Statistics", id="stats"):
                 yield panes.Pane(panes.STAT_COLUMNS, id="stats-table")
         with VerticalScroll(id="detail"):
-            yield Static("", id="detail-text")
-        yield Static("", id="status")
+            yield Static("", id="detail-text", markup=False)
+        yield Static("", id="status", markup=False)
         yield Input(id="prompt")
         yield Footer()
 
@@ -166,24 +166,26 @@ class ViewerApp(App):
             self.first_rows_at = time.monotonic() - self.started
         if message.snapshot is not None:
             self.snapshot = message.snapshot
-            self._fill_panes(force=message.done)
+            self._fill_panes()
         if message.done and not self.indexed:
             self.indexed = True
             self.indexed_at = time.monotonic() - self.started
         self._status()
 
     def on_index_failed(self, message: IndexFailed) -> None:
-        self.notify(f"indexing stopped: {message.error}", severity="error", timeout=30)
+        self.notify(f"indexing stopped: {message.error}", severity="error", timeout=30,
+                    markup=False)
         self.indexed = True
         self._status()
 
-    def _fill_panes(self, force: bool = False) -> None:
+    def _fill_panes(self) -> None:
+        """Fill the visible table from the latest snapshot; the others when they open."""
         active = self.query_one("#tabs", TabbedContent).active
         builders = {"sessions": panes.sessions, "logins": panes.logins,
                     "objects": panes.objects, "stats": panes.statistics}
         for tab, build in builders.items():
             pane = self.query_one(f"#{tab}-table", panes.Pane)
-            if (force or tab == active) and pane.filled_from is not self.snapshot:
+            if tab == active and pane.filled_from is not self.snapshot:
                 pane.fill(build(self.snapshot))
                 pane.filled_from = self.snapshot
 
@@ -272,14 +274,7 @@ class ViewerApp(App):
         self._status()
 
     def row_at_line(self, file: int, line: int) -> int | None:
-        """The row whose event starts at the line, or the last one before it."""
-        best, best_line = None, -1
-        rows = self.rows
-        for r in range(rows.n):
-            n = rows.line[r]
-            if rows.file[r] == file and best_line < n <= line:
-                best, best_line = r, n
-        return best
+        return self.rows.at_line(file, line)
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, message: TabbedContent.TabActivated) -> None:
@@ -336,12 +331,12 @@ class ViewerApp(App):
         try:
             line = int(value)
         except ValueError:
-            self.notify(f"not a line number: {value}", severity="warning")
+            self.notify(f"not a line number: {value}", severity="warning", markup=False)
             return
         file = self.rows.file[self.timeline.row] if self.timeline.row is not None else 0
         row = self.row_at_line(file, line)
         if row is None:
-            self.notify(f"no event at or before line {line}", severity="warning")
+            self.notify(f"no event at or before line {line}", severity="warning", markup=False)
         else:
             self.jump(row)
 
@@ -354,7 +349,7 @@ class ViewerApp(App):
         if pos is None:  # wrap around
             pos = view.find(self.needle, 0 if step > 0 else len(view) - 1, step)
         if pos is None:
-            self.notify(f"not found: {self.needle}", severity="warning")
+            self.notify(f"not found: {self.needle}", severity="warning", markup=False)
         else:
             timeline.cursor = pos
 
@@ -364,7 +359,7 @@ class ViewerApp(App):
             return
         pos = timeline.view.next_flagged(timeline.cursor + step, step)
         if pos is None:
-            self.notify("no more errors " + ("below" if step > 0 else "above"))
+            self.notify("no more errors " + ("below" if step > 0 else "above"), markup=False)
         else:
             timeline.cursor = pos
 
@@ -381,7 +376,7 @@ class ViewerApp(App):
         file, proc = rows.file[row], rows.process[row]
         if what == "session":
             if rows.session[row] == NONE:
-                self.notify("this row belongs to no session", severity="warning")
+                self.notify("this row belongs to no session", severity="warning", markup=False)
                 return
             self.apply(replace(current, file=file, process=proc, session=rows.session[row]), row)
         elif what == "process":

@@ -199,6 +199,27 @@ class Rows:
                     self._event_cache.popitem(last=False)
             return events[row % BLOCK]
 
+    def at_line(self, file: int, line: int) -> int | None:
+        """The row whose event starts at a line of a file, or the last one before it."""
+        n, lines, files = self.n, self.line, self.file
+        # Rows come in line order but for records torn by threads and files read
+        # together in follow mode: look around where the line would be first.
+        i = bisect.bisect_right(lines, line, 0, n) - 1
+        best, best_line = None, -1
+        for r in range(max(i - 64, 0), min(i + 64, n)):
+            at = lines[r]
+            if files[r] == file and best_line < at <= line:
+                best, best_line = r, at
+        if best is not None and best_line == line:
+            return best
+        if best is not None and (i + 64 >= n or files[i + 64] != file or lines[i + 64] > line):
+            return best
+        for r in range(n):
+            at = lines[r]
+            if files[r] == file and best_line < at <= line:
+                best, best_line = r, at
+        return best
+
     def block_contains(self, block: int, needle: str) -> bool:
         """Whether any text of a block holds needle (lower case): a quick skip for search."""
         return needle in "\n".join(self._block_texts(block)).lower()

@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass
 
+from rich.text import Text
 from textual.widgets import DataTable
 
 from decoders import iso7816, opensc
@@ -55,7 +56,9 @@ class Pane(DataTable):
         keep = self.cursor_row
         self.clear()
         self.targets = [t for _, t in rows]
-        self.add_rows([tuple(str(c) if c is not None else "" for c in r) for r, _ in rows])
+        # Text, not str: a label from a trace is shown as it is, never read as markup
+        self.add_rows([tuple(Text(str(c) if c is not None else "", no_wrap=True) for c in r)
+                       for r, _ in rows])
         if rows:
             self.move_cursor(row=min(keep, len(rows) - 1), animate=False)
 

@@ -224,7 +224,9 @@ class ViewerApp(App):
             return
         event = self.rows.event(row)
         name = self.traces[self.rows.file[row]].path if len(self.traces) > 1 else None
-        self.query_one("#detail-text", Static).update(detail.render(event, name))
+        text = detail.render(event, name)
+        self.query_one("#detail-text", Static).update(detail.monochrome(text) if self.no_color
+                                                      else text)
         self.query_one("#detail", VerticalScroll).scroll_home(animate=False)
 
     def on_timeline_chosen(self, message: Timeline.Chosen) -> None:

@@ -5,6 +5,7 @@ module only formats them (Rich ``Text``, no Textual).
 
 from __future__ import annotations
 
+from rich.style import Style
 from rich.text import Text
 
 from decoders import der, iso7816
@@ -160,6 +161,18 @@ def _body(out: Text, event: Event) -> None:
             out.append(f"  ! {e}\n", style="yellow")
     elif isinstance(event, Unparsed):
         out.append(f"  not parsed: {event.reason}\n", style="yellow")
+
+
+def monochrome(text: Text) -> Text:
+    """The same text with colours dropped, bold and dim kept (NO_COLOR): red on a
+    grey scale would come out dimmer than the rest, so it becomes bold."""
+    def plain(style: str | Style) -> Style:
+        style = Style.parse(style) if isinstance(style, str) else style
+        red = style.color is not None and style.color.name == "red"
+        return Style(bold=bool(style.bold) or red, dim=style.dim)
+
+    text.spans = [span._replace(style=plain(span.style)) for span in text.spans]
+    return text
 
 
 def render(event: Event, file: str | None = None) -> Text:

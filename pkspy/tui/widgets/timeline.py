@@ -116,9 +116,14 @@ class Timeline(ScrollView, can_focus=True):
     def watch_cursor(self, old: int, new: int) -> None:
         self.refresh_line(old - int(self.scroll_y))
         self.refresh_line(new - int(self.scroll_y))
-        self.scroll_to_region(Region(int(self.scroll_x), new, 1, 1), animate=False,
-                              immediate=True)
+        self._scroll_to_cursor()
+        self.call_after_refresh(self._scroll_to_cursor)  # once scrollbars are laid out
         self.post_message(self.Moved(self, self.row))
+
+    def _scroll_to_cursor(self) -> None:
+        # force: the scrollbars of rows just added may not be laid out yet
+        self.scroll_to_region(Region(int(self.scroll_x), self.cursor, 1, 1), animate=False,
+                              immediate=True, force=True)
 
     def action_move(self, step: int) -> None:
         self.cursor += step
@@ -161,8 +166,13 @@ class Timeline(ScrollView, can_focus=True):
             mark = "~"
         elif flags & PROCESS:
             style += self.get_component_rich_style("timeline--process", partial=True)
+        if self.app.no_color and flags & (FAILED | WARNING):
+            style += Style(bold=True)  # no red: failures stand out by weight (and the mark)
         if pos == self.cursor:
-            style += self.get_component_rich_style("timeline--cursor", partial=True)
+            if self.app.no_color:
+                style += Style(reverse=True)
+            else:
+                style += self.get_component_rich_style("timeline--cursor", partial=True)
             if self.has_focus:
                 style += Style(bold=True)
         gutter = mark + " "

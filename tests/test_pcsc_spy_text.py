@@ -377,7 +377,7 @@ def _hexdump(data: bytes) -> list[str]:
     return rows
 
 
-@pytest.mark.parametrize("puk,new_pin", zip(PINS, reversed(PINS), strict=True))
+@pytest.mark.parametrize("puk,new_pin", list(zip(PINS, reversed(PINS), strict=True)))
 def test_random_pins_in_a_reset_retry_counter(puk, new_pin):
     data = puk.encode() + new_pin.encode()
     apdu = bytes([0x00, 0x2C, 0x00, 0x81, len(data)]) + data

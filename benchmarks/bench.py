@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import random
 import shutil
 import subprocess
 import sys
@@ -63,7 +64,7 @@ def run(cmd: list[str]) -> tuple[float, int]:
     return seconds, peak
 
 
-def follow_latency(trace: Path, record: bytes, tries: int = 5) -> float:
+def follow_latency(trace: Path, record: bytes, tries: int = 9) -> float:
     """Median seconds from appending a record to seeing its line in pkspy tail."""
     proc = subprocess.Popen([*PKSPY, "tail", "-n", "0", str(trace)], stdout=subprocess.PIPE,
                             stderr=subprocess.DEVNULL, cwd=ROOT)
@@ -83,7 +84,7 @@ def follow_latency(trace: Path, record: bytes, tries: int = 5) -> float:
                 else:
                     time.sleep(0.001)
             seen.append(time.perf_counter() - start)
-            time.sleep(0.2)
+            time.sleep(0.2 + random.random() * 0.05)  # not in step with tail's 50 ms poll
         return sorted(seen)[len(seen) // 2]
     finally:
         proc.terminate()

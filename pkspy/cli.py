@@ -146,6 +146,8 @@ def view(files: tuple[str, ...], fmt: str | None, follow: bool) -> None:
         run(list(files), fmt=fmt, follow=follow)
     except SourceError as e:
         _fail(str(e))
+    except KeyboardInterrupt:  # while waiting for a followed file to appear
+        sys.exit(130)
 
 
 @main.command(context_settings={"ignore_unknown_options": True,

@@ -32,7 +32,9 @@ LOGIN_TRACE = SPY / "pkcs11-spy-0.27.1-softhsm2.log"
 TRACES = [*sorted(SPY.glob("*.log")),
           ROOT / "fixtures" / "opensc-debug" / "pkcs11-tool-L-d9.log",
           ROOT / "fixtures" / "opensc-debug" / "opensc-tool-d9.log",
-          *sorted((ROOT / "fixtures" / "pcsc-spy").glob("*.raw"))]
+          *sorted((ROOT / "fixtures" / "pcsc-spy").glob("*.raw")),
+          ROOT / "fixtures" / "pcsc-spy" / "pyscard.txt",
+          ROOT / "fixtures" / "pcscd" / "pcscd-apdu.log"]
 
 
 def run(coro):

@@ -7,6 +7,8 @@ from ``pipeline.open_events``, redacted.
 
 from __future__ import annotations
 
+import os
+import sys
 import threading
 import time
 from dataclasses import replace
@@ -195,12 +197,12 @@ class ViewerApp(App):
                  else f"{self.rows.n:,} rows"]
         if view.filter.active():
             parts.append(f"filter: {view.filter.describe(len(self.traces))} (esc clears)")
-        if not self.indexed:
-            parts.append("indexing…" if not self.indexer.caught_up else "following")
+        if not self.indexer.caught_up:
+            parts.append("indexing…")
+        elif self.follow and not self.indexed:
+            parts.append("FOLLOWING" if self.timeline.stick else "follow paused (f resumes)")
         elif self.indexed_at is not None:
             parts.append(f"indexed in {self.indexed_at:.1f} s")
-        if self.follow and self.timeline.stick:
-            parts.append("FOLLOWING")
         if self.needle:
             parts.append(f"/{self.needle}")
         if len(self.traces) > 1:
@@ -415,5 +417,8 @@ def run(paths: list[str], fmt: str | None = None, follow: bool = False) -> None:
     if "-" in paths:
         raise SourceError("view reads files, not stdin: save it to a file first")
     stop = threading.Event()
+    for path in paths if follow else ():
+        if not os.path.exists(path) or os.path.getsize(path) == 0:
+            print(f"pkspy: waiting for {path} to get a trace (Ctrl+C stops)", file=sys.stderr)
     traces = open_traces(paths, fmt=fmt, follow=follow, stop=stop.is_set)
     ViewerApp(traces, follow=follow, stop=stop).run()

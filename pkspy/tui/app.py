@@ -28,6 +28,7 @@ from pkspy.tui.index import NONE, Filter, Indexer, Rows, Trace, View, open_trace
 from pkspy.tui.widgets import panes
 from pkspy.tui.widgets.timeline import Timeline
 
+FIRST_ROWS = 100  # read before the first screen, in the UI thread
 PROGRESS_WIDTH = 12
 SNAPSHOT_EVERY = 1.0  # seconds between refreshes of the tables while indexing
 TABS = ("timeline", "sessions", "logins", "objects", "apdus", "errors", "stats")
@@ -126,8 +127,12 @@ class ViewerApp(App):
         self.sub_title = "  ".join(t.path for t in self.traces)
         self.query_one("#prompt", Input).display = False
         self.timeline.focus()
+        self.indexer.prime(FIRST_ROWS)
+        self.timeline.update_rows()
         self._status()
-        self.run_worker(self._index, thread=True, exclusive=True, name="index")
+        # the indexer thread starts once the first screen is drawn
+        self.call_after_refresh(self.run_worker, self._index, thread=True, exclusive=True,
+                                name="index")
 
     def on_unmount(self) -> None:
         self.stop_event.set()

@@ -32,10 +32,9 @@ def main(argv: list[str]) -> int:
         made = time.perf_counter() - START
         app = ViewerApp(traces)  # app.indexed_at counts from here
         async with app.run_test(size=(width, height)) as pilot:
-            while app.timeline.row is None:
-                await pilot.pause(0.005)
-            await pilot.pause()  # one refresh: the rows are on the screen
-            first = time.perf_counter() - START
+            while app.timeline.painted_at is None:  # not pilot.pause: it waits for idle
+                await asyncio.sleep(0.005)
+            first = made + app.timeline.painted_at - app.started
             while not app.indexed:
                 await pilot.pause(0.5)  # seldom: the indexer shares the GIL with this loop
             full = made + app.indexed_at

@@ -419,8 +419,10 @@ class Indexer:
     def stop(self) -> None:
         self._stop.set()
 
-    def _take(self, i: int, trace: Trace) -> bool:
-        """Read one trace until it ends or catches up; False when stopped."""
+    def _take(self, i: int, trace: Trace,
+              until: Callable[[], bool] | None = None) -> bool | None:
+        """Read one trace until it ends or catches up; False when stopped, None when
+        ``until`` said enough."""
         last = time.monotonic()
         reported_first = self.rows.n >= self.first
         for event in trace.events:
@@ -438,13 +440,27 @@ class Indexer:
                 reported_first = self.rows.n >= self.first
                 last = now
                 self.progress(False)
+            if until is not None and until():
+                return None
         trace.done = True
         trace.read = trace.size
         return True
 
+    def prime(self, rows: int, seconds: float = 0.2) -> None:
+        """Read, in the caller's thread, until a screenful of rows is in (or the time
+        is up): the first screen is drawn without an indexer thread to share with."""
+        deadline = time.monotonic() + seconds
+
+        def enough() -> bool:
+            return self.rows.n >= rows or time.monotonic() >= deadline
+
+        for i, trace in enumerate(self.traces):
+            if not trace.done and self._take(i, trace, enough) is None:
+                return
+
     def run(self) -> None:
         for i, trace in enumerate(self.traces):
-            if not self._take(i, trace):
+            if not trace.done and not self._take(i, trace):
                 return
         self.caught_up = True
         self.progress(not self.follow)

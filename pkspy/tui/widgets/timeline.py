@@ -6,6 +6,7 @@ line and draws its text, so a million rows cost what a screenful costs.
 
 from __future__ import annotations
 
+import time
 from typing import ClassVar
 
 from rich.segment import Segment
@@ -61,6 +62,7 @@ class Timeline(ScrollView, can_focus=True):
         self.files = files
         self.stick = stick  # follow: stay on the last row while the cursor is there
         self._count = 0
+        self.painted_at: float | None = None  # when a row was first drawn (monotonic)
 
     # -- data ----------------------------------------------------------------
 
@@ -155,6 +157,8 @@ class Timeline(ScrollView, can_focus=True):
         if pos >= self._count:
             return Strip.blank(width, base)
         row = self.view.row(pos)
+        if self.painted_at is None:
+            self.painted_at = time.monotonic()
         flags = self.rows.flags[row]
         style = base
         mark = " "

@@ -248,7 +248,7 @@ def test_short_pin_on_the_apdu_line_is_masked():
     assert shown.raw[0] == "00000003 APDU: 00 20 00 81 03 ** ** ** "
 
 
-@pytest.mark.parametrize("puk,new_pin", zip(PINS, reversed(PINS), strict=True))
+@pytest.mark.parametrize("puk,new_pin", list(zip(PINS, reversed(PINS), strict=True)))
 def test_random_pins_in_a_reset_retry_counter(puk, new_pin):
     data = puk.encode() + new_pin.encode()
     apdu = bytes([0x00, 0x2C, 0x00, 0x81, len(data)]) + data

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, pkspy, secret_forms
+from conftest import ROOT, expected, pkspy, secret_forms, summary
 
 from pkspy.formats import detect, parse
 from pkspy.model import ApduExchange, DebugLine, Event, PcscCall, Redacted, Unparsed, to_json
@@ -26,19 +26,9 @@ CRASH = DIR / "pyscard-crash.txt"
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _expected(trace: Path) -> dict:
-    return json.loads(Path(f"{trace}.expected.json").read_text())
-
-
 @pytest.fixture(params=TRACES, ids=lambda p: p.stem)
 def trace(request) -> Path:
     return request.param
-
-
-def _summary(trace: Path) -> dict:
-    r = pkspy("summary", "--json", str(trace))
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
 
 
 def _events(trace: Path, reveal: bool = True) -> list[Event]:
@@ -55,7 +45,7 @@ def _lines(text: str) -> list[Event]:
 
 
 def test_detected_and_counted_as_the_card_saw_it(trace):
-    s, truth = _summary(trace), _expected(trace)
+    s, truth = summary(trace), expected(trace)
     assert s["format"] == "pcsc-spy"
     assert truth["reader"] in s["readers"]
     assert s["unparsed_lines"] == 0
@@ -78,7 +68,7 @@ def test_detected_and_counted_as_the_card_saw_it(trace):
 
 
 def test_every_exchange_in_order(trace):
-    truth = _expected(trace)
+    truth = expected(trace)
     apdus = [e for e in _events(trace) if isinstance(e, ApduExchange)]
     on_the_wire = [a for a in apdus if a.rv == 0]
     want = [(x["command"].upper(), x["response"].upper(), x["sw"].upper())
@@ -103,7 +93,7 @@ def test_every_exchange_in_order(trace):
 
 
 def test_pcsc_calls_per_thread_in_order(trace):
-    truth = _expected(trace)
+    truth = expected(trace)
     names: list[str] = []  # pcsc-spy numbers its threads as they first appear
     for call in truth["calls"]:
         if call["thread"] not in names:
@@ -147,7 +137,7 @@ def test_same_events_as_the_raw_stream_of_the_same_run():
 
 def test_threads_are_told_apart():
     trace = DIR / "pyscard-threads.txt"
-    truth = _expected(trace)
+    truth = expected(trace)
     events = _events(trace)
     for e in _calls(events):
         prefix = " (t0) " if e.tid == "t0" else "     (t1) "
@@ -176,7 +166,7 @@ def test_crash_leaves_the_last_transmit_incomplete():
 
 
 def test_pin_commands_keep_header_and_length_only(trace):
-    truth = _expected(trace)
+    truth = expected(trace)
     pins = [e for e in _events(trace, reveal=False)
             if isinstance(e, ApduExchange) and e.command_data is not None]
     assert len(pins) == truth["pin_apdus"]
@@ -198,7 +188,7 @@ def _forms(truth: dict) -> list[str]:
 
 
 def test_no_output_holds_a_pin(trace):
-    truth = _expected(trace)
+    truth = expected(trace)
     forms = _forms(truth)
     raw = trace.read_text()
     if truth["pin_apdus"]:
@@ -212,7 +202,7 @@ def test_no_output_holds_a_pin(trace):
 
 
 def test_no_raw_line_holds_a_pin(trace):
-    forms = _forms(_expected(trace))
+    forms = _forms(expected(trace))
     for event in _events(trace, reveal=False):
         text = "\n".join(event.raw)
         assert not [f for f in forms if f in text], event.line

@@ -11,7 +11,7 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, pkspy, secret_forms
+from conftest import ROOT, expected, pkspy, secret_forms, summary
 from test_pcsc_spy_text import PINS, assert_no_secret
 
 from pkspy.formats import detect, parse
@@ -27,19 +27,9 @@ TIME = re.compile(r"^\+\d+\.\d{6}s$")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 
-def _expected(trace: Path) -> dict:
-    return json.loads(Path(f"{trace}.expected.json").read_text())
-
-
 @pytest.fixture(params=TRACES, ids=lambda p: p.stem)
 def trace(request) -> Path:
     return request.param
-
-
-def _summary(trace: Path) -> dict:
-    r = pkspy("summary", "--json", str(trace))
-    assert r.returncode == 0, r.stderr
-    return json.loads(r.stdout)
 
 
 def _events(trace: Path, reveal: bool = True) -> list[Event]:
@@ -51,7 +41,7 @@ def _lines(text: str) -> list[Event]:
 
 
 def test_detected_and_counted_as_the_card_saw_it(trace):
-    s, truth = _summary(trace), _expected(trace)
+    s, truth = summary(trace), expected(trace)
     assert s["format"] == "pcscd"
     assert s["apdus"] == truth["apdus"]
     assert s["apdus_unanswered"] == 0
@@ -65,7 +55,7 @@ def test_detected_and_counted_as_the_card_saw_it(trace):
 
 
 def test_every_exchange_in_order(trace):
-    truth = _expected(trace)
+    truth = expected(trace)
     apdus = [e for e in _events(trace) if isinstance(e, ApduExchange)]
     want = [(x["command"].upper(), x["response"].upper(), x["sw"].upper())
             for x in truth["exchanges"]]
@@ -118,7 +108,7 @@ def test_thread_ids_of_the_coloured_log():
 
 def test_readers_and_atr_lines(trace):
     events = [e for e in _events(trace) if isinstance(e, DebugLine)]
-    truth = _expected(trace)
+    truth = expected(trace)
     assert {e.reader for e in events if e.reader} == set(truth["readers"])
     atrs = [e for e in events if e.atr]
     # at insertion, and again after SCardReconnect with SCARD_RESET_CARD
@@ -127,7 +117,7 @@ def test_readers_and_atr_lines(trace):
 
 
 def test_pin_commands_keep_header_and_length_only(trace):
-    truth = _expected(trace)
+    truth = expected(trace)
     pins = [e for e in _events(trace, reveal=False)
             if isinstance(e, ApduExchange) and e.command_data is not None]
     assert len(pins) == truth["pin_apdus"]
@@ -149,7 +139,7 @@ def _forms(truth: dict) -> list[str]:
 
 
 def test_no_output_holds_a_pin(trace):
-    truth = _expected(trace)
+    truth = expected(trace)
     forms = _forms(truth)
     assert any(f in trace.read_text() for f in forms), "the fixture should hold PINs in clear"
     for args in (("tail", "--no-follow"), ("tail", "--no-follow", "--json"), ("summary",),

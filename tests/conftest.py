@@ -46,6 +46,21 @@ def fixture_secret_forms(trace: Path) -> list[str]:
     return forms
 
 
+def assert_pin_commands_redacted(trace: Path) -> None:
+    """Each PIN command of a fixture keeps CLA INS P1 P2 Lc; its data is a marker
+    as long as Lc, and there are as many as the fixture's script sent."""
+    from pkspy.model import ApduExchange, Redacted
+    from pkspy.pipeline import open_events
+
+    pins = [e for e in open_events(str(trace))[1]
+            if isinstance(e, ApduExchange) and e.command_data is not None]
+    assert len(pins) == expected(trace)["pin_apdus"]
+    for apdu in pins:
+        assert isinstance(apdu.command_data, Redacted)
+        assert apdu.command[1] in (0x20, 0x24, 0x2C) and len(apdu.command) == 5
+        assert apdu.command_data.length == apdu.command[4]
+
+
 def pkspy(*args: str, input: bytes | None = None,
           timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pkspy", *args], input=input,

@@ -10,9 +10,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, expected, fixture_secret_forms, pkspy, summary
+from conftest import (
+    ROOT,
+    assert_pin_commands_redacted,
+    expected,
+    fixture_secret_forms,
+    pkspy,
+    summary,
+)
 
-from pkspy.model import ApduExchange, DebugLine, Redacted
+from pkspy.model import ApduExchange, DebugLine
 from pkspy.pipeline import open_events
 
 DIR = ROOT / "fixtures" / "opensc-debug"
@@ -48,14 +55,7 @@ def test_every_exchange_in_order(trace):
 
 
 def test_pin_commands_keep_header_and_length_only(trace):
-    truth = expected(trace)
-    pins = [e for e in open_events(str(trace))[1]
-            if isinstance(e, ApduExchange) and e.command_data is not None]
-    assert len(pins) == truth["pin_apdus"]
-    for apdu in pins:
-        assert isinstance(apdu.command_data, Redacted)
-        assert apdu.command[1] in (0x20, 0x24, 0x2C) and len(apdu.command) == 5
-        assert apdu.command_data.length == apdu.command[4]
+    assert_pin_commands_redacted(trace)
 
 
 def test_no_output_holds_a_pin(trace):

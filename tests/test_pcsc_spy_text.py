@@ -13,10 +13,17 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, expected, pkspy, secret_forms, summary
+from conftest import (
+    ROOT,
+    assert_pin_commands_redacted,
+    expected,
+    fixture_secret_forms,
+    pkspy,
+    summary,
+)
 
 from pkspy.formats import detect, parse
-from pkspy.model import ApduExchange, DebugLine, Event, PcscCall, Redacted, Unparsed, to_json
+from pkspy.model import ApduExchange, DebugLine, Event, PcscCall, Unparsed, to_json
 from pkspy.pipeline import open_events
 from pkspy.redact import Redactor
 
@@ -166,30 +173,12 @@ def test_crash_leaves_the_last_transmit_incomplete():
 
 
 def test_pin_commands_keep_header_and_length_only(trace):
-    truth = expected(trace)
-    pins = [e for e in _events(trace, reveal=False)
-            if isinstance(e, ApduExchange) and e.command_data is not None]
-    assert len(pins) == truth["pin_apdus"]
-    for apdu in pins:
-        assert isinstance(apdu.command_data, Redacted)
-        assert apdu.command[1] in (0x20, 0x24, 0x2C) and len(apdu.command) == 5
-        assert apdu.command_data.length == apdu.command[4]
-
-
-def _forms(truth: dict) -> list[str]:
-    weak = set(truth.get("weak_secrets", []))
-    out = []
-    for key, value in truth["secrets"].items():
-        forms = secret_forms(value)
-        if key in weak:  # "1234" can be part of a handle or a time: only its hex counts
-            forms = [f for f in forms if f != value]
-        out += forms
-    return out
+    assert_pin_commands_redacted(trace)
 
 
 def test_no_output_holds_a_pin(trace):
     truth = expected(trace)
-    forms = _forms(truth)
+    forms = fixture_secret_forms(trace)
     raw = trace.read_text()
     if truth["pin_apdus"]:
         assert any(f in raw for f in forms), "the fixture should hold PINs in clear"
@@ -202,7 +191,7 @@ def test_no_output_holds_a_pin(trace):
 
 
 def test_no_raw_line_holds_a_pin(trace):
-    forms = _forms(expected(trace))
+    forms = fixture_secret_forms(trace)
     for event in _events(trace, reveal=False):
         text = "\n".join(event.raw)
         assert not [f for f in forms if f in text], event.line

@@ -11,12 +11,19 @@ import re
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, expected, pkspy, secret_forms, summary
+from conftest import (
+    ROOT,
+    assert_pin_commands_redacted,
+    expected,
+    fixture_secret_forms,
+    pkspy,
+    summary,
+)
 from test_pcsc_spy_text import PINS, assert_no_secret
 
 from pkspy.formats import detect, parse
 from pkspy.formats.pcscd import PcscdParser
-from pkspy.model import ApduExchange, DebugLine, Event, Redacted, Unparsed, to_json
+from pkspy.model import ApduExchange, DebugLine, Event, Unparsed, to_json
 from pkspy.pipeline import open_events
 from pkspy.redact import Redactor
 
@@ -117,30 +124,11 @@ def test_readers_and_atr_lines(trace):
 
 
 def test_pin_commands_keep_header_and_length_only(trace):
-    truth = expected(trace)
-    pins = [e for e in _events(trace, reveal=False)
-            if isinstance(e, ApduExchange) and e.command_data is not None]
-    assert len(pins) == truth["pin_apdus"]
-    for apdu in pins:
-        assert isinstance(apdu.command_data, Redacted)
-        assert apdu.command[1] in (0x20, 0x24, 0x2C) and len(apdu.command) == 5
-        assert apdu.command_data.length == apdu.command[4]
-
-
-def _forms(truth: dict) -> list[str]:
-    weak = set(truth.get("weak_secrets", []))
-    out = []
-    for key, value in truth["secrets"].items():
-        forms = secret_forms(value)
-        if key in weak:  # "1234" can be a delta or a line number: only its hex counts
-            forms = [f for f in forms if f != value]
-        out += forms
-    return out
+    assert_pin_commands_redacted(trace)
 
 
 def test_no_output_holds_a_pin(trace):
-    truth = expected(trace)
-    forms = _forms(truth)
+    forms = fixture_secret_forms(trace)
     assert any(f in trace.read_text() for f in forms), "the fixture should hold PINs in clear"
     for args in (("tail", "--no-follow"), ("tail", "--no-follow", "--json"), ("summary",),
                  ("summary", "--json")):

@@ -138,12 +138,16 @@ def summary(file: str, fmt: str | None, as_json: bool) -> None:
 @click.argument("files", nargs=-1, required=True)
 @click.option("--format", "fmt", type=FORMAT, default=None, help="Trace format (default: detect).")
 @click.option("--follow", is_flag=True, help="Keep reading the files as they grow.")
-def view(files: tuple[str, ...], fmt: str | None, follow: bool) -> None:
+@click.option("--reveal-secrets", is_flag=True,
+              help="Show PINs and key material as they are in the traces (a banner says so).")
+def view(files: tuple[str, ...], fmt: str | None, follow: bool, reveal_secrets: bool) -> None:
     """Browse FILE... in a terminal UI: timeline, sessions, logins, objects, APDUs, errors."""
-    from pkspy.tui.app import run  # Textual loads only for this command
+    from pkspy.tui.app import REVEAL_WARNING, run  # Textual loads only for this command
 
+    if reveal_secrets:
+        click.echo(f"pkspy: warning: {REVEAL_WARNING}", err=True)
     try:
-        run(list(files), fmt=fmt, follow=follow)
+        run(list(files), fmt=fmt, follow=follow, reveal=reveal_secrets)
     except SourceError as e:
         _fail(str(e))
     except KeyboardInterrupt:  # while waiting for a followed file to appear

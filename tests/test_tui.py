@@ -76,8 +76,9 @@ def secrets(trace: Path) -> list[str]:
     return forms
 
 
-def app_for(*paths: Path, follow: bool = False) -> ViewerApp:
-    return ViewerApp(open_traces([str(p) for p in paths], follow=follow), follow=follow)
+def app_for(*paths: Path, follow: bool = False, reveal: bool = False) -> ViewerApp:
+    return ViewerApp(open_traces([str(p) for p in paths], follow=follow, reveal=reveal),
+                     follow=follow, reveal=reveal)
 
 
 def shown_rows(trace: Path) -> list[str]:
@@ -237,6 +238,38 @@ def test_errors_pane_enter_jumps_to_the_call_in_the_timeline():
             assert app.timeline.has_focus
             assert "CKR_PIN_INCORRECT" in screen_text(app)
     run(go())
+
+
+@pytest.mark.parametrize("reveal", [False, True], ids=["redacted", "revealed"])
+def test_reveal_secrets_shows_the_pin_under_a_banner_that_stays(reveal):
+    wrong_pin = expected(LOGIN_TRACE)["secrets"]["wrong_pin"]
+
+    async def go():
+        app = app_for(LOGIN_TRACE, reveal=reveal)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await indexed(pilot)
+            await pilot.press("e")  # the failed C_Login: its PIN in the detail pane
+            await pilot.pause()
+            screen = screen_text(app)
+            assert "C_Login" in screen
+            assert (wrong_pin in screen) == reveal
+            assert ("‹PIN redacted, 10 bytes›" in screen) != reveal
+            assert ("!! WARNING --reveal-secrets" in screen.splitlines()[0]) == reveal
+            # no key, tab or filter takes the banner away
+            for keys in (["d"], ["escape"], ["3"], ["6"], ["x"], ["d", "1"]):
+                await pilot.press(*keys)
+                await pilot.pause()
+                assert ("--reveal-secrets: PINs and keys are shown in clear"
+                        in screen_text(app)) == reveal, keys
+    run(go())
+
+
+def test_reveal_secrets_warns_on_stderr_too(tmp_path):
+    r = pkspy("view", "--reveal-secrets", str(tmp_path / "missing.log"))
+    assert r.returncode == 2
+    assert b"warning: --reveal-secrets: PINs and keys are shown in clear" in r.stderr
+    r = pkspy("view", str(tmp_path / "missing.log"))
+    assert b"warning" not in r.stderr
 
 
 def test_search_and_error_keys():

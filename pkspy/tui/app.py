@@ -32,6 +32,9 @@ FIRST_ROWS = 100  # read before the first screen, in the UI thread
 PROGRESS_WIDTH = 12
 SNAPSHOT_EVERY = 1.0  # seconds between refreshes of the tables while indexing
 TABS = ("timeline", "sessions", "logins", "objects", "apdus", "errors", "stats")
+# The same words as tail's stderr warning; on screen for as long as the app runs.
+REVEAL_WARNING = "--reveal-secrets: PINs and keys are shown in clear"
+REVEAL_BANNER = f"!! WARNING {REVEAL_WARNING} !!"
 
 
 class Indexed(Message):
@@ -78,10 +81,11 @@ class ViewerApp(App):
     ]
 
     def __init__(self, traces: list[Trace], *, follow: bool = False,
-                 stop: threading.Event | None = None) -> None:
+                 stop: threading.Event | None = None, reveal: bool = False) -> None:
         super().__init__()
         self.traces = traces
         self.follow = follow
+        self.reveal = reveal  # the traces were opened unredacted: the banner says so
         self.rows = Rows()
         self.stop_event = stop or threading.Event()
         self.indexer = Indexer(traces, self.rows, follow=follow, progress=self._progress,
@@ -99,6 +103,8 @@ class ViewerApp(App):
 
     def compose(self) -> ComposeResult:
         many = len(self.traces)
+        if self.reveal:  # docked, no key or click hides it
+            yield Static(REVEAL_BANNER, id="reveal-banner", markup=False)
         with TabbedContent(initial="timeline", id="tabs"):
             with TabPane("1 Timeline", id="timeline"):
                 yield Timeline(self.rows, View(self.rows), files=many, stick=self.follow,
@@ -417,7 +423,8 @@ class ViewerApp(App):
             self.apply(Filter())
 
 
-def run(paths: list[str], fmt: str | None = None, follow: bool = False) -> None:
+def run(paths: list[str], fmt: str | None = None, follow: bool = False,
+        reveal: bool = False) -> None:
     """Open the traces (SourceError for one that cannot be read) and run the app."""
     if "-" in paths:
         raise SourceError("view reads files, not stdin: save it to a file first")
@@ -425,5 +432,5 @@ def run(paths: list[str], fmt: str | None = None, follow: bool = False) -> None:
     for path in paths if follow else ():
         if not os.path.exists(path) or os.path.getsize(path) == 0:
             print(f"pkspy: waiting for {path} to get a trace (Ctrl+C stops)", file=sys.stderr)
-    traces = open_traces(paths, fmt=fmt, follow=follow, stop=stop.is_set)
-    ViewerApp(traces, follow=follow, stop=stop).run()
+    traces = open_traces(paths, fmt=fmt, follow=follow, stop=stop.is_set, reveal=reveal)
+    ViewerApp(traces, follow=follow, stop=stop, reveal=reveal).run()

@@ -377,11 +377,12 @@ class Trace:
 
 
 def open_traces(paths: list[str], fmt: str | None = None, follow: bool = False,
-                stop: Callable[[], bool] | None = None) -> list[Trace]:
-    """Open every file (SourceError for the first that cannot be read)."""
+                stop: Callable[[], bool] | None = None, reveal: bool = False) -> list[Trace]:
+    """Open every file (SourceError for the first that cannot be read); ``reveal``
+    turns redaction off (--reveal-secrets)."""
     traces = []
     for path in paths:
-        found, events = open_events(path, fmt=fmt, follow=follow, stop=stop)
+        found, events = open_events(path, fmt=fmt, follow=follow, stop=stop, reveal=reveal)
         trace = Trace(path, found, events)
         trace.analysis.format = found
         try:

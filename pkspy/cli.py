@@ -36,7 +36,7 @@ def main() -> None:
 
 
 @main.command()
-@click.argument("file", type=str)
+@click.argument("files", nargs=-1, required=True, type=str)
 @click.option("-n", "--lines", "last", type=click.IntRange(min=0), default=None,
               help="Start with the last N calls (default: all with --no-follow, else 10).")
 @click.option("--follow/--no-follow", default=True, show_default=True,
@@ -46,14 +46,16 @@ def main() -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON event per line.")
 @click.option("--reveal-secrets", is_flag=True,
               help="Show PINs and key material as they are in the trace (never in exports).")
-def tail(file: str, last: int | None, follow: bool, errors: bool, fmt: str | None,
+def tail(files: tuple[str, ...], last: int | None, follow: bool, errors: bool, fmt: str | None,
          as_json: bool, reveal_secrets: bool) -> None:
-    """One decoded line per call of FILE ('-' for stdin); follows it by default."""
+    """One decoded line per call of FILE ('-' for stdin); follows it by default.
+    Several FILEs are merged by time, each line marked with its file."""
     if reveal_secrets:
         click.echo("pkspy: warning: --reveal-secrets: PINs and keys are shown in clear",
                    err=True)
     try:
-        tail_report.run(file, last=last, follow=follow and file != "-", errors_only=errors,
+        tail_report.run(list(files), last=last, follow=follow and "-" not in files,
+                        errors_only=errors,
                         fmt=fmt, as_json=as_json, out=sys.stdout, colour=_colour_wanted(),
                         reveal=reveal_secrets)
     except SourceError as e:

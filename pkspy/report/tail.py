@@ -1,4 +1,8 @@
-"""``pkspy tail``: decoded lines of a trace, following it as it grows."""
+"""``pkspy tail``: decoded lines of a trace, following it as it grows.
+
+Several traces are merged by time (``pkspy.merge``), each line marked with
+the file it came from.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ import json
 from collections import deque
 from typing import TextIO
 
+from pkspy.merge import labels, open_merged
 from pkspy.model import Event, Pkcs11Call, ProcessStart, to_json
 from pkspy.pipeline import CAUGHT_UP, is_fifo, open_events
 from pkspy.report.lines import format_event, is_failure, is_shown
@@ -27,14 +32,23 @@ def _colour(event: Event, line: str) -> str:
     return line
 
 
-def run(path: str, *, last: int | None, follow: bool, errors_only: bool, fmt: str | None,
-        as_json: bool, out: TextIO, colour: bool = False, stop=None,
+def run(paths: str | list[str], *, last: int | None, follow: bool, errors_only: bool,
+        fmt: str | None, as_json: bool, out: TextIO, colour: bool = False, stop=None,
         reveal: bool = False) -> None:
+    paths = [paths] if isinstance(paths, str) else paths
     notices: list[str] = []
-    if follow and is_fifo(path):
+    if follow and all(is_fifo(p) for p in paths):
         follow = False  # a FIFO streams to its writer's end: print everything as it comes
-    _fmt, events = open_events(path, fmt=fmt, follow=follow, notices=notices, stop=stop,
-                               reveal=reveal)
+    marks: dict[str, str] = {}  # each file's mark at the start of its lines, when merged
+    if len(paths) == 1:
+        _fmt, events = open_events(paths[0], fmt=fmt, follow=follow, notices=notices,
+                                   stop=stop, reveal=reveal)
+    else:
+        _fmts, merged = open_merged(paths, fmt=fmt, follow=follow, notices=notices, stop=stop,
+                                    reveal=reveal)
+        events = (event for _index, event in merged)
+        width = max(len(n) for n in labels(paths))
+        marks = {p: f"{n:<{width}} " for p, n in zip(paths, labels(paths), strict=True)}
     if last is None and follow:
         last = FOLLOW_BACKLOG
 
@@ -43,6 +57,8 @@ def run(path: str, *, last: int | None, follow: bool, errors_only: bool, fmt: st
             out.write(json.dumps(to_json(event), ensure_ascii=False) + "\n")
         else:
             line = format_event(event)
+            if marks:
+                line = marks[event.source or ""] + line
             out.write((_colour(event, line) if colour else line) + "\n")
 
     backlog: deque[Event] | None = deque(maxlen=last) if last is not None else None

@@ -34,6 +34,35 @@ PIN_FLAGS = ("CKF_USER_PIN_COUNT_LOW", "CKF_USER_PIN_FINAL_TRY", "CKF_USER_PIN_L
              "CKF_USER_PIN_TO_BE_CHANGED", "CKF_SO_PIN_TO_BE_CHANGED")
 
 
+# Operations a session runs, by kind: the call that starts one, then the calls that
+# continue or finish it (PKCS#11 2.40 section 5.2: any result other than CKR_OK or
+# CKR_BUFFER_TOO_SMALL ends an active operation, so its first such result is its failure).
+OPERATIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
+    "find": (("C_FindObjectsInit",), ("C_FindObjects", "C_FindObjectsFinal")),
+    "sign": (("C_SignInit", "C_SignRecoverInit"),
+             ("C_Sign", "C_SignUpdate", "C_SignFinal", "C_SignRecover")),
+    "verify": (("C_VerifyInit", "C_VerifyRecoverInit"),
+               ("C_Verify", "C_VerifyUpdate", "C_VerifyFinal", "C_VerifyRecover")),
+    "encrypt": (("C_EncryptInit",), ("C_Encrypt", "C_EncryptUpdate", "C_EncryptFinal")),
+    "decrypt": (("C_DecryptInit",), ("C_Decrypt", "C_DecryptUpdate", "C_DecryptFinal")),
+    "digest": (("C_DigestInit",), ("C_Digest", "C_DigestUpdate", "C_DigestKey",
+                                   "C_DigestFinal")),
+    "generate key": (("C_GenerateKey",), ()),
+    "generate key pair": (("C_GenerateKeyPair",), ()),
+    "create object": (("C_CreateObject", "C_CopyObject"), ()),
+    "destroy object": (("C_DestroyObject",), ()),
+    "get attribute": (("C_GetAttributeValue",), ()),
+    "set attribute": (("C_SetAttributeValue",), ()),
+    "wrap": (("C_WrapKey",), ()),
+    "unwrap": (("C_UnwrapKey",), ()),
+    "derive": (("C_DeriveKey",), ()),
+    "random": (("C_GenerateRandom", "C_SeedRandom"), ()),
+}
+OPERATION_STARTS = {f: kind for kind, (starts, _) in OPERATIONS.items() for f in starts}
+OPERATION_STEPS = {f: kind for kind, (_, steps) in OPERATIONS.items() for f in steps}
+CKR_BUFFER_TOO_SMALL = 0x150
+
+
 def handle(value: object) -> str | None:
     return f"0x{value:x}" if isinstance(value, int) else None
 
@@ -106,6 +135,8 @@ class Analysis:
     last_time: str | None = None
     _open: dict[tuple[int, int], dict] = field(default_factory=dict, repr=False)
     _finding: dict[tuple[int, int], dict] = field(default_factory=dict, repr=False)
+    # (process, session, kind) of operations started and not yet finished or failed
+    _active: set[tuple[int, int, str]] = field(default_factory=set, repr=False)
 
     def add(self, event: Event) -> None:
         if event.process is not None and not isinstance(event, Unparsed):
@@ -231,6 +262,35 @@ class Analysis:
         step = getattr(self, "_" + call.function, None)
         if step is not None:
             step(call, call.process or 0)
+        if call.function in OPERATION_STARTS or call.function in OPERATION_STEPS:
+            self._operation(call, call.process or 0)
+
+    def _operation(self, call: Pkcs11Call, proc: int) -> None:
+        """Counts the operation a call starts, and its failure, in its session."""
+        h = _ulong(call, "hSession")
+        s = self._open.get((proc, h)) if h is not None else None
+        if s is None or call.rv is None:  # a session opened before the trace, a torn record
+            return
+        kind = OPERATION_STARTS.get(call.function)
+        if kind is not None and call.torn:  # its session or result may be another call's
+            op = s["operations"].setdefault(kind, {"count": 0, "failed": 0})
+            op["uncertain"] = op.get("uncertain", 0) + 1
+        elif kind is not None:
+            op = s["operations"].setdefault(kind, {"count": 0, "failed": 0})
+            op["count"] += 1
+            if call.rv != 0:
+                op["failed"] += 1
+            elif OPERATIONS[kind][1]:
+                self._active.add((proc, h, kind))
+            return
+        kind = OPERATION_STEPS.get(call.function)
+        if kind is None or call.torn or (proc, h, kind) not in self._active \
+                or call.rv == CKR_BUFFER_TOO_SMALL:
+            return
+        # A success leaves it active: C_Sign with no buffer only asks for the length.
+        if call.rv != 0:
+            s["operations"][kind]["failed"] += 1
+            self._active.discard((proc, h, kind))
 
     # -- per function ------------------------------------------------------
 
@@ -240,7 +300,8 @@ class Analysis:
             return
         s = {"process": proc, "handle": handle(h), "slot": handle(_ulong(call, "slotID")),
              "flags": handle(_ulong(call, "flags")), "opened_seq": call.seq,
-             "opened_line": call.line, "closed_seq": None, "user": None}
+             "opened_line": call.line, "closed_seq": None, "user": None,
+             "operations": {}, "login_changes": []}
         self.sessions.append(s)
         self._open[(proc, h)] = s
 
@@ -288,10 +349,20 @@ class Analysis:
         s = self._open.get((proc, h)) if h is not None else None
         if s is not None and call.rv in (0, 0x100):  # CKR_USER_ALREADY_LOGGED_IN
             s["user"] = user
+        if s is not None:
+            s["login_changes"].append({"seq": call.seq, "line": call.line, "call": call.function,
+                                       "user_type": user, "result": _result(call)}
+                                      | ({"uncertain": call.torn} if call.torn else {}))
 
     _C_LoginUser = _C_Login
 
     def _C_Logout(self, call: Pkcs11Call, proc: int) -> None:
+        h = _ulong(call, "hSession")
+        s = self._open.get((proc, h)) if h is not None else None
+        if s is not None:
+            s["login_changes"].append({"seq": call.seq, "line": call.line, "call": "C_Logout",
+                                       "user_type": None, "result": _result(call)}
+                                      | ({"uncertain": call.torn} if call.torn else {}))
         if call.rv == 0:
             for key, s in self._open.items():  # login state is per token, not per session
                 if key[0] == proc:

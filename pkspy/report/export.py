@@ -31,6 +31,7 @@ from pkspy.model import (
 from pkspy.pipeline import open_events
 from pkspy.redact import Redactor
 from pkspy.report.lines import format_event, is_shown
+from pkspy.report.summary import login_changes_text, operations_text
 
 FORMATS = ("md", "text", "html", "jsonl")
 TIMELINE_MAX = 20000  # lines of the timeline kept in a report; the rest is counted
@@ -199,9 +200,10 @@ def sections(t: Trace) -> list[Section]:
     if s["sessions"]:
         rows = [[str(x["process"]), x["handle"], str(x["slot"]), str(x["flags"]),
                  f"#{x['opened_seq']}", f"#{x['closed_seq']}" if x["closed_seq"] is not None
-                 else "left open"] for x in s["sessions"]]
+                 else "left open", operations_text(x.get("operations", {})),
+                 login_changes_text(x.get("login_changes", []))] for x in s["sessions"]]
         out.append(Section("Sessions", table=(["process", "handle", "slot", "flags", "opened",
-                                                "closed"], rows)))
+                                                "closed", "operations", "logins"], rows)))
     if s["finds"]:
         rows = [[str(x["process"]), f"#{x['seq']}",
                  ", ".join(f"{k}={v}" for k, v in x["template"].items()) or "(any object)",

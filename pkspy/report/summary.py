@@ -14,6 +14,23 @@ def summarize(path: str, fmt: str | None = None) -> dict:
     return analysis.summary()
 
 
+def operations_text(operations: dict[str, dict]) -> str:
+    """'find 20, sign 3 (1 failed)': what a session ran, by kind."""
+    parts = []
+    for kind, op in operations.items():
+        notes = [f"{op['failed']} failed"] if op["failed"] else []
+        if op.get("uncertain"):
+            notes.append(f"{op['uncertain']} more in torn records")
+        parts.append(f"{kind} {op['count']}" + (f" ({', '.join(notes)})" if notes else ""))
+    return ", ".join(parts)
+
+
+def login_changes_text(changes: list[dict]) -> str:
+    """'#5 C_Login CKU_USER -> CKR_OK, #9 C_Logout -> CKR_OK'."""
+    return ", ".join(f"#{c['seq']} {c['call']}" + (f" {c['user_type']}" if c["user_type"] else "")
+                     + f" -> {c['result']}" for c in changes)
+
+
 def render(s: dict) -> str:
     out = [f"format     {s['format']}",
            f"processes  {s['processes']}",
@@ -39,6 +56,10 @@ def render(s: dict) -> str:
         closed = f"closed #{x['closed_seq']}" if x["closed_seq"] is not None else "never closed"
         out.append(f"  p{x['process']} session {x['handle']} slot {x['slot']} flags {x['flags']}"
                    f" opened #{x['opened_seq']}, {closed}")
+        if x.get("operations"):
+            out.append("    operations: " + operations_text(x["operations"]))
+        if x.get("login_changes"):
+            out.append("    logins: " + login_changes_text(x["login_changes"]))
     out.append("")
     out.append(f"object lookups ({len(s['finds'])})")
     for x in s["finds"]:

@@ -8,7 +8,7 @@ import sys
 
 import click
 
-from pkspy import __version__, formats
+from pkspy import __version__, errors, formats
 from pkspy.report import explain as explain_report
 from pkspy.report import export as export_report
 from pkspy.report import redacted_copy
@@ -24,15 +24,37 @@ def _colour_wanted() -> bool:
     return sys.stdout.isatty() and not os.environ.get("NO_COLOR")
 
 
-def _fail(message: str) -> None:
-    click.echo(f"pkspy: {message}", err=True)
-    sys.exit(2)
+def _fail(message: str | SourceError, code: int = errors.USAGE) -> None:
+    """One line on stderr and the error's exit code (pkspy/errors.py has them all)."""
+    errors.fail(str(message), getattr(message, "exit_code", code))
 
 
-@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """Ctrl-C, a closed pipe and an unexpected exception end any command the same way:
+    one line on stderr and the exit code of pkspy/errors.py, never a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except (click.exceptions.Exit, click.ClickException, click.Abort):
+            raise
+        except KeyboardInterrupt:
+            errors.interrupted()
+        except BrokenPipeError:
+            errors.broken_pipe()
+        except SourceError as e:  # a command that did not catch its own
+            _fail(e)
+        except Exception as e:
+            errors.internal(e, debug=bool(ctx.meta.get("pkspy.debug")))
+
+
+@click.group(cls=_Commands, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="pkspy")
-def main() -> None:
+@click.option("--debug", is_flag=True, help="Show the traceback of an unexpected error.")
+@click.pass_context
+def main(ctx: click.Context, debug: bool) -> None:
     """Read, decode and safely share PKCS#11 and smart-card traces."""
+    ctx.meta["pkspy.debug"] = debug
 
 
 @main.command()
@@ -59,12 +81,7 @@ def tail(files: tuple[str, ...], last: int | None, follow: bool, errors: bool, f
                         fmt=fmt, as_json=as_json, out=sys.stdout, colour=_colour_wanted(),
                         reveal=reveal_secrets)
     except SourceError as e:
-        _fail(str(e))
-    except KeyboardInterrupt:
-        sys.exit(130)
-    except BrokenPipeError:
-        sys.stderr.close()
-        sys.exit(141)
+        _fail(e)
 
 
 @main.command()
@@ -87,7 +104,9 @@ def export(files: tuple[str, ...], to: str, output: str | None, fmt: str | None)
                 export_report.export(list(files), to, out, fmt)
             os.replace(tmp, output)
     except SourceError as e:
-        _fail(str(e))
+        _fail(e)
+    except BrokenPipeError:
+        raise  # stdout's reader went away: _Commands ends quietly
     except OSError as e:
         _fail(f"{e.filename or output}: {e.strerror}")
 
@@ -110,8 +129,10 @@ def redact(file: str, output: str | None, fmt: str | None) -> None:
                 stats = redacted_copy.write_redacted(file, out, fmt=fmt)
             os.replace(tmp, output)
     except SourceError as e:
-        _fail(str(e))
+        _fail(e)
         return
+    except BrokenPipeError:
+        raise  # stdout's reader went away: _Commands ends quietly
     except OSError as e:
         _fail(f"{e.filename or output}: {e.strerror}")
         return
@@ -128,7 +149,7 @@ def summary(file: str, fmt: str | None, as_json: bool) -> None:
     try:
         result = summary_report.summarize(file, fmt=fmt)
     except SourceError as e:
-        _fail(str(e))
+        _fail(e)
         return
     if as_json:
         click.echo(json.dumps(result, indent=2))
@@ -151,9 +172,7 @@ def view(files: tuple[str, ...], fmt: str | None, follow: bool, reveal_secrets: 
     try:
         run(list(files), fmt=fmt, follow=follow, reveal=reveal_secrets)
     except SourceError as e:
-        _fail(str(e))
-    except KeyboardInterrupt:  # while waiting for a followed file to appear
-        sys.exit(130)
+        _fail(e)
 
 
 @main.command(context_settings={"ignore_unknown_options": True,

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from pkspy import formats
 from pkspy.model import Event
 from pkspy.redact import Redactor
-from pkspy.sources import SourceError, follow_lines, open_trace, read_lines
+from pkspy.sources import NotATrace, SourceError, follow_lines, open_trace, read_lines
 
 CAUGHT_UP = None
 HEAD_LINES = 200
@@ -29,9 +29,9 @@ def _detect_or_fail(path: str, head: list[str], fmt: str | None) -> str:
     found = formats.detect(head)
     if found is None:
         if not any(line.strip() for line in head):
-            raise SourceError(f"{path}: empty, no trace in it")
-        raise SourceError(f"{path}: not a trace format pkspy knows "
-                          f"({', '.join(formats.names())}); --format forces one")
+            raise NotATrace(f"{path}: empty, no trace in it")
+        raise NotATrace(f"{path}: not a trace format pkspy knows "
+                        f"({', '.join(formats.names())}); --format forces one")
     return found
 
 

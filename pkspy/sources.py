@@ -4,7 +4,8 @@ Traces are read as bytes and decoded per line as UTF-8 with backslash escapes
 for anything else, so a label cut inside a UTF-8 sequence or a non-UTF-8
 reader name shows up as ``\\xNN`` instead of stopping the read. Each line is
 yielded with its byte offset; the newline and one ``\\r`` (Windows text mode)
-are stripped.
+are stripped. A line longer than MAX_LINE is cut there and marked: the rest is
+skipped unread into memory, so a file with no newline cannot eat it.
 """
 
 from __future__ import annotations
@@ -15,13 +16,27 @@ import time
 from collections.abc import Callable, Iterator
 from typing import BinaryIO
 
+from pkspy import errors
+
 Line = tuple[str, int]  # (text, byte offset of the line's start)
 
 CHUNK = 1 << 20
+# No tracer writes a line near this: the longest real ones are pcsc-spy's hex of an
+# extended APDU (3 x 65544 bytes); OpenSC's log lines stop at 4 KiB before 0.22.
+MAX_LINE = 1 << 20
+CUT_MARK = "… [pkspy: line longer than 1 MiB, the rest skipped]"
 
 
 class SourceError(Exception):
     """A trace that cannot be read: the message is meant for the user, on one line."""
+
+    exit_code = errors.USAGE
+
+
+class NotATrace(SourceError):
+    """A file that reads but holds no trace pkspy knows."""
+
+    exit_code = errors.NOT_A_TRACE
 
 
 def decode(raw: bytes) -> str:
@@ -30,6 +45,19 @@ def decode(raw: bytes) -> str:
     if raw.endswith(b"\r"):
         raw = raw[:-1]
     return raw.decode("utf-8", "backslashreplace")
+
+
+def _text(raw: bytes) -> str:
+    """A line as text, cut and marked when it is longer than any trace line."""
+    if raw.endswith(b"\n"):
+        raw = raw[:-1]
+    if len(raw) > MAX_LINE:
+        return raw[:MAX_LINE].decode("utf-8", "backslashreplace") + CUT_MARK
+    return decode(raw)
+
+
+_NOT_FILES = ((stat.S_ISCHR, "a character device"), (stat.S_ISBLK, "a block device"),
+              (stat.S_ISSOCK, "a socket"))
 
 
 def open_trace(path: str) -> BinaryIO:
@@ -47,7 +75,10 @@ def open_trace(path: str) -> BinaryIO:
     if stat.S_ISDIR(st.st_mode):
         raise SourceError(f"{path}: is a directory, not a trace file")
     if not (stat.S_ISREG(st.st_mode) or stat.S_ISFIFO(st.st_mode)):
-        raise SourceError(f"{path}: not a regular file or FIFO")
+        # /dev/zero and the like never end: refused before a byte is read
+        kind = next((k for test, k in _NOT_FILES if test(st.st_mode)), "not a file")
+        link = f" (a link to {os.path.realpath(path)})" if os.path.islink(path) else ""
+        raise SourceError(f"{path}{link}: {kind}, not a regular file or FIFO")
     try:
         return open(path, "rb")
     except OSError as e:
@@ -56,9 +87,15 @@ def open_trace(path: str) -> BinaryIO:
 
 def read_lines(stream: BinaryIO, offset: int = 0) -> Iterator[Line]:
     """Every line of a stream to its end; a last line without newline included."""
-    for raw in stream:
-        yield decode(raw), offset
-        offset += len(raw)
+    readline = stream.readline
+    while raw := readline(MAX_LINE + 1):
+        size = len(raw)
+        if size > MAX_LINE and not raw.endswith(b"\n"):
+            while (more := readline(CHUNK)) and not more.endswith(b"\n"):
+                size += len(more)  # skipped, never held whole
+            size += len(more)
+        yield _text(raw), offset
+        offset += size
 
 
 def follow_lines(path: str, start: int = 0, poll: float = 0.05,
@@ -83,6 +120,7 @@ def follow_lines(path: str, start: int = 0, poll: float = 0.05,
     pos = 0
     pending = b""
     pending_at = 0
+    skipping = False
     while True:
         if f is None:
             try:
@@ -93,6 +131,7 @@ def follow_lines(path: str, start: int = 0, poll: float = 0.05,
                 start = 0
                 pending = b""
                 pending_at = pos
+                skipping = False
             except FileNotFoundError:
                 if idle_marker:
                     yield None
@@ -102,15 +141,25 @@ def follow_lines(path: str, start: int = 0, poll: float = 0.05,
                 continue
         chunk = f.read(CHUNK)
         if chunk:
+            pos += len(chunk)
+            if skipping:  # the rest of a line cut at MAX_LINE, up to its newline
+                nl = chunk.find(b"\n")
+                pending_at += len(chunk) if nl < 0 else nl + 1
+                if nl < 0:
+                    continue
+                chunk, skipping = chunk[nl + 1:], False
             data = pending + chunk
             base = pending_at
             lines = data.split(b"\n")
             pending = lines.pop()
             for raw in lines:
-                yield decode(raw), base
+                yield _text(raw), base
                 base += len(raw) + 1
             pending_at = base
-            pos += len(chunk)
+            if len(pending) > MAX_LINE:  # a writer that never ends its line
+                yield _text(pending), pending_at
+                pending_at += len(pending)
+                pending, skipping = b"", True
             continue
         # at the end: has the file been truncated or replaced?
         try:
@@ -130,6 +179,7 @@ def follow_lines(path: str, start: int = 0, poll: float = 0.05,
             pos = 0
             pending = b""
             pending_at = 0
+            skipping = False
             continue
         if idle_marker:
             yield None

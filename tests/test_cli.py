@@ -73,13 +73,14 @@ def test_bad_input_gets_one_line_and_nonzero_exit(tmp_path):
     empty.write_bytes(b"")
     binary = tmp_path / "blob.bin"
     binary.write_bytes(bytes(range(256)) * 64)
-    cases = {str(tmp_path / "missing.log"): "no such file", str(tmp_path): "is a directory",
-             str(not_trace): "not a trace", str(empty): "empty", str(binary): "not a trace"}
-    for path, words in cases.items():
+    cases = {str(tmp_path / "missing.log"): ("no such file", 2),
+             str(tmp_path): ("is a directory", 2), str(not_trace): ("not a trace", 3),
+             str(empty): ("empty", 3), str(binary): ("not a trace", 3)}  # pkspy/errors.py
+    for path, (words, code) in cases.items():
         for cmd in (["summary"], ["summary", "--json"], ["tail", "--no-follow"]):
             r = pkspy(*cmd, path)
             err = r.stderr.decode()
-            assert r.returncode == 2, (cmd, path, err)
+            assert r.returncode == code, (cmd, path, err)
             assert err.count("\n") == 1 and err.startswith("pkspy: ") and words in err, err
             assert "Traceback" not in err and r.stdout == b""
 

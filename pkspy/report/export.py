@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import html
 import json
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
@@ -20,6 +19,7 @@ from typing import TextIO
 from decoders import explain, iso7816
 from pkspy import __version__
 from pkspy.analysis import Analysis
+from pkspy.merge import labels, open_merged
 from pkspy.model import (
     ApduExchange,
     DebugLine,
@@ -51,6 +51,8 @@ class Trace:
     timeline_cut: int = 0
     redacted: dict[str, int] = field(default_factory=dict)
     apdu_failures: dict[tuple[str, str], dict] = field(default_factory=dict)
+    merged: bool = False  # its lines are in a merged timeline, not in its own
+    sources: list[str] | None = None  # set: the merged timeline of these files, nothing else
 
 
 def _count_redacted(event: Event, counts: dict[str, int]) -> None:
@@ -77,20 +79,44 @@ def read(path: str, fmt: str | None = None) -> Trace:
     trace.format, events = open_events(path, fmt=fmt, redactor=redactor)
     trace.analysis.format = trace.format
     for event in events:
-        trace.analysis.add(event)
-        _count_redacted(event, trace.redacted)
-        if isinstance(event, ApduExchange) and event.sw is not None and len(event.command) >= 4 \
-                and not iso7816.status_word(event.sw).ok:
-            cla, ins, p1, p2 = event.command[:4]
-            key = (iso7816.ins_name(ins, cla, None, p1, p2), f"{event.sw:04X}")
-            entry = trace.apdu_failures.setdefault(key, {"count": 0, "line": event.line})
-            entry["count"] += 1
-        if is_shown(event):
-            if len(trace.timeline) < TIMELINE_MAX:
-                trace.timeline.append(format_event(event))
-            else:
-                trace.timeline_cut += 1
+        _add(trace, event, trace.timeline)
     return trace
+
+
+def read_merged(paths: list[str], fmt: str | None = None) -> list[Trace]:
+    """Each file's analysis, and one more Trace: their timeline merged by time, each
+    line marked with its file."""
+    notices: list[str] = []
+    formats, events = open_merged(paths, fmt=fmt, notices=notices)
+    traces = [Trace(p, f, merged=True) for p, f in zip(paths, formats, strict=True)]
+    for t in traces:
+        t.analysis.format = t.format
+    names = labels(paths)
+    merged = Trace("merged timeline", sources=names)
+    width = max(len(n) for n in names)
+    marks = [f"{n:<{width}} " for n in names]
+    for index, event in events:
+        _add(traces[index], event, merged.timeline, marks[index])
+    merged.timeline_cut = sum(t.timeline_cut for t in traces)
+    merged.timeline[:0] = [f"-- {n}" for n in notices]
+    return [*traces, merged]
+
+
+def _add(trace: Trace, event: Event, timeline: list[str], mark: str = "") -> None:
+    """Fold one event into its trace's analysis, and its line into a timeline."""
+    trace.analysis.add(event)
+    _count_redacted(event, trace.redacted)
+    if isinstance(event, ApduExchange) and event.sw is not None and len(event.command) >= 4 \
+            and not iso7816.status_word(event.sw).ok:
+        cla, ins, p1, p2 = event.command[:4]
+        key = (iso7816.ins_name(ins, cla, None, p1, p2), f"{event.sw:04X}")
+        entry = trace.apdu_failures.setdefault(key, {"count": 0, "line": event.line})
+        entry["count"] += 1
+    if is_shown(event):
+        if len(timeline) < TIMELINE_MAX:
+            timeline.append(mark + format_event(event))
+        else:
+            trace.timeline_cut += 1
 
 
 PIN_WORDS = ("PIN", "LOGIN", "VERIFY", "REFERENCE DATA", "RETRY", "63C", "6983", "AUTH")
@@ -156,7 +182,16 @@ def _failures(t: Trace) -> list[tuple[str, str]]:
     return [(head, hint) for _routine, head, hint in items]
 
 
+def _timeline(t: Trace, title: str) -> Section:
+    timeline = Section("Timeline", pre=t.timeline, pre_title=f"{title} ({len(t.timeline)} lines)")
+    if t.timeline_cut:
+        timeline.paragraphs.append(f"{t.timeline_cut} more lines are not in this report.")
+    return timeline
+
+
 def sections(t: Trace) -> list[Section]:
+    if t.sources is not None:
+        return [_timeline(t, f"Timeline of {', '.join(t.sources)} merged by time")]
     s = t.analysis.summary()
     out = []
     traced = [f"{s['format']} trace `{Path(t.path).name}`: {s['processes']} process(es)"]
@@ -223,11 +258,8 @@ def sections(t: Trace) -> list[Section]:
     stats += [[k, str(v), ""] for k, v in s["pcsc_calls_by_function"].items()]
     if stats:
         out.append(Section("Statistics", table=(["what", "count", "failed"], stats)))
-    timeline = Section("Timeline", pre=t.timeline,
-                       pre_title=f"Decoded timeline ({len(t.timeline)} lines)")
-    if t.timeline_cut:
-        timeline.paragraphs.append(f"{t.timeline_cut} more lines are not in this report.")
-    out.append(timeline)
+    if not t.merged:
+        out.append(_timeline(t, "Decoded timeline"))
     return out
 
 
@@ -324,19 +356,18 @@ def render_html(traces: list[Trace]) -> str:
     return "\n".join(out) + "\n"
 
 
-def write_jsonl(paths: Iterable[str], out: TextIO, fmt: str | None = None) -> None:
-    """One JSON object per event, in order, each naming its source file."""
-    for path in paths:
-        _fmt, events = open_events(path, fmt=fmt)
-        for event in events:
-            event.source = path
-            out.write(json.dumps(to_json(event), ensure_ascii=False) + "\n")
+def write_jsonl(paths: list[str], out: TextIO, fmt: str | None = None) -> None:
+    """One JSON object per event, each naming its source file; several files are
+    merged by time."""
+    _formats, events = open_merged(paths, fmt=fmt)
+    for _index, event in events:
+        out.write(json.dumps(to_json(event), ensure_ascii=False) + "\n")
 
 
 def export(paths: list[str], fmt: str, out: TextIO, trace_format: str | None = None) -> None:
     if fmt == "jsonl":
         write_jsonl(paths, out, trace_format)
         return
-    traces = [read(p, trace_format) for p in paths]
+    traces = read_merged(paths, trace_format) if len(paths) > 1 else [read(paths[0], trace_format)]
     render = {"md": render_markdown, "text": render_text, "html": render_html}[fmt]
     out.write(render(traces))

@@ -248,6 +248,45 @@ def probe(module: str, slot: int | None, login: bool, pin_env: str | None, outpu
     sys.exit(capture.exit_like(outcome.status))
 
 
+@main.command("replay")
+@click.argument("trace", type=str)
+@click.option("--module", type=str, required=True, help="The PKCS#11 module to replay against.")
+@click.option("--slot", type=int, default=None, help="Live slot ID for every recorded slot.")
+@click.option("--process", type=int, default=None,
+              help="Which process of the trace (default: the first that opened a session).")
+@click.option("--until", type=int, default=None, metavar="SEQ",
+              help="Stop after the recorded call numbered SEQ.")
+@click.option("--pin-env", type=str, default=None, metavar="VAR",
+              help="User PIN from this environment variable (default: ask, no echo).")
+@click.option("--so-pin-env", type=str, default=None, metavar="VAR",
+              help="SO PIN from this environment variable (default: ask, no echo).")
+@click.option("--dry-run", is_flag=True, help="Print the plan; touch no module.")
+@click.option("--allow-changes", is_flag=True,
+              help="Also make calls that change the token (asks on the terminal).")
+@click.option("-o", "--output", type=str, default="pkspy-replay.log", show_default=True,
+              help="The replay's own redacted pkcs11-spy trace.")
+@click.option("--spy", type=str, default=None, help="pkcs11-spy.so (default: found).")
+@click.option("--all", "all_rows", is_flag=True, help="Show every step after the first divergence.")
+def replay_cmd(trace: str, module: str, slot: int | None, process: int | None,
+               until: int | None, pin_env: str | None, so_pin_env: str | None, dry_run: bool,
+               allow_changes: bool, output: str, spy: str | None, all_rows: bool) -> None:
+    """Make the recorded calls of TRACE again against --module and compare them call by call."""
+    from pkspy.capture.run import CaptureError
+    from pkspy.replay import runner
+    from pkspy.replay.plan import PlanError
+
+    if redacted_copy.same_file(trace, output):
+        _fail(f"{output}: is the trace; write the replay trace somewhere else")
+    opts = runner.ReplayOptions(trace=trace, module=module, slot=slot, process=process,
+                                until=until, pin_env=pin_env, so_pin_env=so_pin_env,
+                                dry_run=dry_run, allow_changes=allow_changes, output=output,
+                                spy=spy, all_rows=all_rows)
+    try:
+        sys.exit(runner.replay(opts, sys.stdout, sys.stderr))
+    except (SourceError, PlanError, runner.ReplayError, CaptureError) as e:
+        _fail(str(e))
+
+
 @main.group()
 def card() -> None:
     """Readers and cards through pyscard: list them, send APDUs (PINs redacted)."""

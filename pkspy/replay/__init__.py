@@ -1,0 +1,1 @@
+"""``pkspy replay`` and ``pkspy card replay``: a recorded trace made again, live, and compared."""

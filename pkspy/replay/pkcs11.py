@@ -1,0 +1,423 @@
+"""The replay program: a plan's steps made as live calls through PyKCS11's low-level wrapper.
+
+``pkspy replay`` runs this module under pkcs11-spy (``pkspy.capture.run``), so
+every live call lands in a redacted trace; the comparison is made from that
+trace, not from here. This side only makes the calls, maps recorded handles
+to live ones and writes down, per step, whether it ran, the result, and which
+live calls it made, in order (a private JSON file: results, never data).
+
+Handles: a recorded session is the live session opened at the same step; a
+recorded object is the live object at the same place in the answer of the
+same lookup (same template), or made by the same create/generate step; a
+recorded slot is ``--slot`` if given, else the live slot at the same place in
+the same C_GetSlotList answer. PINs come from PKSPY_REPLAY_PIN /
+PKSPY_REPLAY_SO_PIN, set by ``pkspy replay`` from the maintainer's input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from decoders import pkcs11 as names
+from pkspy.model import Arg, Pkcs11Call
+from pkspy.replay import plan as planning
+
+PIN_ENV = {"CKU_USER": "PKSPY_REPLAY_PIN", "CKU_SO": "PKSPY_REPLAY_SO_PIN",
+           "CKU_CONTEXT_SPECIFIC": "PKSPY_REPLAY_PIN"}
+
+
+class Unmapped(Exception):
+    """A recorded handle with no live counterpart: the step cannot run."""
+
+
+class Executor:
+    def __init__(self, lib, ll, slot: int | None) -> None:
+        self.lib = lib
+        self.ll = ll  # PyKCS11.LowLevel
+        self.slot = slot
+        self.sessions: dict[int, int] = {}
+        self.objects: dict[int, int] = {}
+        self.slots: dict[int, int] = {}
+        self.lost: dict[int, str] = {}  # recorded object -> why it has no live one
+        self.finding: dict[int, list] = {}  # live session -> template of the running lookup
+        self.live: list[tuple[int | None, str]] = []  # (step index, function) per live call
+
+    # -- handles -----------------------------------------------------------------------
+
+    def _ulong(self, call: Pkcs11Call, name: str) -> int:
+        a = call.arg(name, "in") or call.arg(name)
+        if a is None or not isinstance(a.value, int):
+            raise Unmapped(f"{name} not recorded")
+        return a.value
+
+    def session(self, call: Pkcs11Call):
+        rec = self._ulong(call, "hSession")
+        if rec not in self.sessions:
+            raise Unmapped(f"session 0x{rec:x} was not opened in the replay")
+        h = self.ll.CK_SESSION_HANDLE()
+        h.assign(self.sessions[rec])
+        return h
+
+    def obj(self, call: Pkcs11Call, name: str):
+        rec = self._ulong(call, name)
+        if rec not in self.objects:
+            why = self.lost.get(rec, "no replayed call found or made it")
+            raise Unmapped(f"object 0x{rec:x} has no live counterpart: {why}")
+        h = self.ll.CK_OBJECT_HANDLE()
+        h.assign(self.objects[rec])
+        return h
+
+    def slot_of(self, call: Pkcs11Call) -> int:
+        rec = self._ulong(call, "slotID")
+        if self.slot is not None:
+            return self.slot
+        if rec in self.slots:
+            return self.slots[rec]
+        raise Unmapped(f"slot 0x{rec:x}: no C_GetSlotList answer to map it by (give --slot)")
+
+    # -- building arguments ------------------------------------------------------------
+
+    def template(self, arg: Arg | None):
+        attrs = (arg.value if arg is not None else None) or []
+        t = self.ll.ckattrlist(len(attrs))
+        for i, a in enumerate(attrs):
+            if a.type is None:
+                raise Unmapped(f"{a.name}: unknown attribute type")
+            v = a.value
+            if isinstance(v, bool):
+                t[i].SetBool(a.type, v)
+            elif isinstance(v, str):
+                n = names.value(v)
+                if n is None:
+                    raise Unmapped(f"{a.name}: value {v!r} not understood")
+                t[i].SetNum(a.type, n)
+            elif isinstance(v, bytes):
+                t[i].SetBin(a.type, self.ll.ckbytelist(v))
+            elif v is None and a.length and a.length > 0:
+                t[i].SetBin(a.type, self.ll.ckbytelist(bytes(a.length)))  # a buffer to fill
+            elif v is None:
+                t[i].SetType(a.type)  # NULL: a length query
+            else:
+                raise Unmapped(f"{a.name}: value not in the trace")
+        return t
+
+    def mechanism(self, call: Pkcs11Call):
+        arg = call.arg("pMechanism")
+        m = arg.value  # type: ignore[union-attr]  (the plan checked it)
+        mech = self.ll.CK_MECHANISM()
+        mech.mechanism = m.type
+        if m.params and isinstance(m.params[0].value, bytes) and m.params[0].value:
+            param = self.ll.ckbytelist(m.params[0].value)
+            mech.pParameter = param
+            mech.ulParameterLen = len(m.params[0].value)
+            self._keep = param  # the mechanism points into it
+        return mech
+
+    def data(self, call: Pkcs11Call, name: str):
+        a = call.arg(name, "in")
+        if a is None or not isinstance(a.value, bytes):
+            raise Unmapped(f"{name} not in the trace")
+        return self.ll.ckbytelist(a.value)
+
+    def out_buffer(self, call: Pkcs11Call, name: str):
+        """NULL where the recorded call asked for the length, else room for what came."""
+        a = call.arg(name, "out")
+        if a is None or a.value is None or not a.length or a.length < 0:
+            return self.ll.ckbytelist()
+        return self.ll.ckbytelist(bytes(a.length))
+
+    # -- one step ------------------------------------------------------------------------
+
+    def run(self, index: int, step: planning.Step, merged_before: bool) -> int:
+        call = step.call
+        fn = call.function or ""
+        handler = getattr(self, "do_" + fn[2:], None)
+        if handler is None:
+            raise Unmapped(f"{fn} has no replay handler")
+        rv = handler(call)
+        if fn == "C_GetSlotList" and rv == 0:  # the wrapper asked for the count first
+            self.live.append((index - 1 if merged_before else None, fn))
+        self.live.append((index, fn))
+        return rv
+
+    def do_Initialize(self, call):
+        return self.lib.C_Initialize()
+
+    def do_Finalize(self, call):
+        return self.lib.C_Finalize()
+
+    def do_GetInfo(self, call):
+        return self.lib.C_GetInfo(self.ll.CK_INFO())
+
+    def do_GetSlotList(self, call):
+        present = self._ulong(call, "tokenPresent")
+        out = self.ll.ckulonglist()
+        rv = self.lib.C_GetSlotList(bool(present), out)
+        rec = call.arg("pSlotList")
+        if rv == 0 and rec is not None and isinstance(rec.value, list):
+            for r, live in zip(rec.value, list(out), strict=False):
+                self.slots.setdefault(r, int(live))
+        return rv
+
+    def do_GetSlotInfo(self, call):
+        return self.lib.C_GetSlotInfo(self.slot_of(call), self.ll.CK_SLOT_INFO())
+
+    def do_GetTokenInfo(self, call):
+        return self.lib.C_GetTokenInfo(self.slot_of(call), self.ll.CK_TOKEN_INFO())
+
+    def do_GetMechanismList(self, call):
+        return self.lib.C_GetMechanismList(self.slot_of(call), self.ll.ckulonglist())
+
+    def do_GetMechanismInfo(self, call):
+        a = call.arg("type")
+        mech = names.value(a.value) if a is not None and isinstance(a.value, str) else None
+        if mech is None:
+            raise Unmapped("mechanism type not understood")
+        return self.lib.C_GetMechanismInfo(self.slot_of(call), mech,
+                                           self.ll.CK_MECHANISM_INFO())
+
+    def do_OpenSession(self, call):
+        h = self.ll.CK_SESSION_HANDLE()
+        rv = self.lib.C_OpenSession(self.slot_of(call), self._ulong(call, "flags"), h)
+        rec = call.arg("*phSession", "out")
+        if rv == 0 and rec is not None and isinstance(rec.value, int):
+            self.sessions[rec.value] = h.value()
+        return rv
+
+    def do_CloseSession(self, call):
+        return self.lib.C_CloseSession(self.session(call))
+
+    def do_CloseAllSessions(self, call):
+        return self.lib.C_CloseAllSessions(self.slot_of(call))
+
+    def do_GetSessionInfo(self, call):
+        return self.lib.C_GetSessionInfo(self.session(call), self.ll.CK_SESSION_INFO())
+
+    def do_Login(self, call):
+        user = planning._user_type(call)
+        pin = os.environ.get(PIN_ENV.get(user, "PKSPY_REPLAY_PIN"))
+        if pin is None:
+            raise Unmapped(f"no PIN given for {user} (--pin-env / --so-pin-env, or a terminal)")
+        return self.lib.C_Login(self.session(call), names.value(user) or 1,
+                                self.ll.ckbytelist(pin.encode()))
+
+    def do_Logout(self, call):
+        return self.lib.C_Logout(self.session(call))
+
+    def do_FindObjectsInit(self, call):
+        s = self.session(call)
+        arg = call.arg("pTemplate", "in") or call.arg("pTemplate")
+        self.finding[self._ulong(call, "hSession")] = (arg.value if arg is not None else None) or []
+        return self.lib.C_FindObjectsInit(s, self.template(arg))
+
+    def do_FindObjects(self, call):
+        s = self.session(call)
+        out = self.ll.ckulonglist(max(self._ulong(call, "ulMaxObjectCount"), 1))
+        rv = self.lib.C_FindObjects(s, out)
+        live = [int(h) for h in out] if rv == 0 else []
+        rec = call.arg("phObject", "out")
+        recorded = rec.value if rec is not None and isinstance(rec.value, list) else []
+        for i, r in enumerate(recorded):
+            if i < len(live):
+                self.objects[r] = live[i]
+            else:
+                self.objects.pop(r, None)
+                self.lost[r] = (f"the lookup #{call.seq} found {len(live)} object(s) where "
+                                f"{len(recorded)} were recorded")
+        return rv
+
+    def do_FindObjectsFinal(self, call):
+        return self.lib.C_FindObjectsFinal(self.session(call))
+
+    def do_GetAttributeValue(self, call):
+        t = self.template(call.arg("pTemplate", "in"))
+        return self.lib.C_GetAttributeValue(self.session(call), self.obj(call, "hObject"), t)
+
+    def do_SetAttributeValue(self, call):
+        t = self.template(call.arg("pTemplate", "in"))
+        return self.lib.C_SetAttributeValue(self.session(call), self.obj(call, "hObject"), t)
+
+    def do_DestroyObject(self, call):
+        return self.lib.C_DestroyObject(self.session(call), self.obj(call, "hObject"))
+
+    def _made(self, call: Pkcs11Call, name: str, handle, rv: int) -> None:
+        rec = call.arg(name, "out")
+        if rv == 0 and rec is not None and isinstance(rec.value, int):
+            self.objects[rec.value] = handle.value()
+
+    def do_CreateObject(self, call):
+        h = self.ll.CK_OBJECT_HANDLE()
+        rv = self.lib.C_CreateObject(self.session(call), self.template(call.arg("pTemplate")), h)
+        self._made(call, "*phObject", h, rv)
+        return rv
+
+    def do_GenerateKey(self, call):
+        h = self.ll.CK_OBJECT_HANDLE()
+        rv = self.lib.C_GenerateKey(self.session(call), self.mechanism(call),
+                                    self.template(call.arg("pTemplate")), h)
+        self._made(call, "hKey", h, rv)
+        return rv
+
+    def do_GenerateKeyPair(self, call):
+        pub, prv = self.ll.CK_OBJECT_HANDLE(), self.ll.CK_OBJECT_HANDLE()
+        rv = self.lib.C_GenerateKeyPair(self.session(call), self.mechanism(call),
+                                        self.template(call.arg("pPublicKeyTemplate")),
+                                        self.template(call.arg("pPrivateKeyTemplate")), pub, prv)
+        self._made(call, "hPublicKey", pub, rv)
+        self._made(call, "hPrivateKey", prv, rv)
+        return rv
+
+    # operations: Init with the recorded mechanism and the mapped key, then the data calls
+    def _init(self, fn: str, call):
+        return getattr(self.lib, fn)(self.session(call), self.mechanism(call),
+                                     self.obj(call, "hKey"))
+
+    def do_SignInit(self, call):
+        return self._init("C_SignInit", call)
+
+    def do_VerifyInit(self, call):
+        return self._init("C_VerifyInit", call)
+
+    def do_EncryptInit(self, call):
+        return self._init("C_EncryptInit", call)
+
+    def do_DecryptInit(self, call):
+        return self._init("C_DecryptInit", call)
+
+    def do_DigestInit(self, call):
+        return self.lib.C_DigestInit(self.session(call), self.mechanism(call))
+
+    def _one_shot(self, fn: str, call, data: str, out: str):
+        return getattr(self.lib, fn)(self.session(call), self.data(call, data),
+                                     self.out_buffer(call, out))
+
+    def do_Sign(self, call):
+        return self._one_shot("C_Sign", call, "pData", "pSignature")
+
+    def do_Digest(self, call):
+        return self._one_shot("C_Digest", call, "pData", "pDigest")
+
+    def do_Encrypt(self, call):
+        return self._one_shot("C_Encrypt", call, "pData", "pEncryptedData")
+
+    def do_Decrypt(self, call):
+        return self._one_shot("C_Decrypt", call, "pEncryptedData", "pData")
+
+    def do_EncryptUpdate(self, call):
+        return self._one_shot("C_EncryptUpdate", call, "pPart", "pEncryptedPart")
+
+    def do_DecryptUpdate(self, call):
+        return self._one_shot("C_DecryptUpdate", call, "pEncryptedPart", "pPart")
+
+    def do_Verify(self, call):
+        return self.lib.C_Verify(self.session(call), self.data(call, "pData"),
+                                 self.data(call, "pSignature"))
+
+    def do_SignUpdate(self, call):
+        return self.lib.C_SignUpdate(self.session(call), self.data(call, "pPart"))
+
+    def do_VerifyUpdate(self, call):
+        return self.lib.C_VerifyUpdate(self.session(call), self.data(call, "pPart"))
+
+    def do_DigestUpdate(self, call):
+        return self.lib.C_DigestUpdate(self.session(call), self.data(call, "pPart"))
+
+    def do_SignFinal(self, call):
+        return self.lib.C_SignFinal(self.session(call), self.out_buffer(call, "pSignature"))
+
+    def do_DigestFinal(self, call):
+        return self.lib.C_DigestFinal(self.session(call), self.out_buffer(call, "pDigest"))
+
+    def do_EncryptFinal(self, call):
+        return self.lib.C_EncryptFinal(self.session(call),
+                                       self.out_buffer(call, "pLastEncryptedPart"))
+
+    def do_DecryptFinal(self, call):
+        return self.lib.C_DecryptFinal(self.session(call), self.out_buffer(call, "pLastPart"))
+
+    def do_VerifyFinal(self, call):
+        return self.lib.C_VerifyFinal(self.session(call), self.data(call, "pSignature"))
+
+    def do_GenerateRandom(self, call):
+        return self.lib.C_GenerateRandom(self.session(call),
+                                         self.out_buffer(call, "RandomData"))
+
+
+def execute(the_plan: planning.Plan, module: str, slot: int | None) -> dict:
+    """Make the plan's calls against ``module``; what happened, step by step."""
+    from PyKCS11 import LowLevel
+
+    lib = LowLevel.CPKCS11Lib()
+    steps: list[dict] = []
+    ex = Executor(lib, LowLevel, slot)
+    # Load makes C_GetFunctionList and C_Initialize(NULL): the recorded C_Initialize is
+    # compared with that one; a C_Initialize not first is made again.
+    load_rv = lib.Load(module)
+    load_rv = 0 if load_rv is True else (-1 if load_rv is False else int(load_rv))
+    loaded_for = None
+    for i, step in enumerate(the_plan.steps):
+        fn = step.call.function
+        entry: dict = {"index": i, "status": "skipped", "reason": step.reason}
+        steps.append(entry)
+        if step.action != planning.RUN:
+            entry["status"] = step.action
+            continue
+        if fn == "C_Initialize" and loaded_for is None:
+            loaded_for = i
+            entry.update(status="ran", rv=load_rv, note="made by the library load, "
+                         "with NULL arguments")
+            ex.live.append((i, "C_Initialize"))
+            continue
+        if load_rv != 0:
+            entry["reason"] = f"the module did not load (rv {load_rv})"
+            continue
+        if step.merged:
+            entry.update(status="merged", reason="PyKCS11 makes it inside the next step's call")
+            continue
+        try:
+            rv = ex.run(i, step, i > 0 and the_plan.steps[i - 1].merged)
+        except Unmapped as e:
+            entry["reason"] = str(e)
+            continue
+        entry.update(status="ran", rv=int(rv) & 0xFFFFFFFF)
+        if i > 0 and the_plan.steps[i - 1].merged and fn == "C_GetSlotList":
+            steps[i - 1].update(status="ran", rv=int(rv) & 0xFFFFFFFF, reason=None)
+    if loaded_for is None and load_rv == 0:
+        ex.live.insert(0, (None, "C_Initialize"))
+    # The load's own finalize on unload comes after the recorded C_Finalize (if any).
+    lib.Unload()
+    return {"steps": steps, "live": ex.live, "load_rv": load_rv}
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The program ``pkspy replay`` runs under the spy; writes its results to --results."""
+    p = argparse.ArgumentParser(prog="pkspy-replay")
+    p.add_argument("--module", required=True)
+    p.add_argument("--trace", required=True)
+    p.add_argument("--process", type=int)
+    p.add_argument("--until", type=int)
+    p.add_argument("--slot", type=int)
+    p.add_argument("--allow-changes", action="store_true")
+    p.add_argument("--results", required=True)
+    a = p.parse_args(argv)
+    from pkspy.capture.streams import open_private
+    from pkspy.pipeline import open_events
+
+    _fmt, events = open_events(a.trace)
+    the_plan = planning.build(events, a.process, a.until, a.allow_changes)
+    try:
+        result = execute(the_plan, a.module, a.slot)
+        status = 0
+    except Exception as e:  # a module that crashes the wrapper: say so, in the results
+        result = {"error": f"{type(e).__name__}: {e}"}
+        status = 1
+    with open_private(a.results) as f:
+        json.dump(result, f)
+    return status
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from decoders import iso7816, opensc, pcsc, pkcs11
 from pkspy.model import (
@@ -61,6 +62,14 @@ OPERATIONS: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {
 OPERATION_STARTS = {f: kind for kind, (starts, _) in OPERATIONS.items() for f in starts}
 OPERATION_STEPS = {f: kind for kind, (_, steps) in OPERATIONS.items() for f in steps}
 CKR_BUFFER_TOO_SMALL = 0x150
+# pkcs11-spy prints when each call began (to the ms, truncated) and never when it
+# returned: enter() stamps the time, retne() prints only the result (OpenSC 0.15 to
+# 0.27.1, src/pkcs11/pkcs11-spy.c). A record whose "Returned:" line came before the
+# next record began (not torn) returned before that next call of its process began,
+# whatever its thread: the gap to it, plus the 1 ms lost to truncation, bounds the
+# call's duration from above. It includes the caller's own work between calls, so it is
+# shown as "at most", never as a duration.
+SPY_TRUNCATION_MS = 1.0
 
 
 def handle(value: object) -> str | None:
@@ -89,6 +98,23 @@ def template(arg: Arg | None) -> dict[str, object]:
     if arg is None or not isinstance(arg.value, list):
         return {}
     return {a.name: attribute_value(a) for a in arg.value}
+
+
+def _seconds(time: str | None) -> float | None:
+    """A dated local time ("YYYY-MM-DD HH:MM:SS.mmm") as seconds; None if not dated."""
+    if not time or len(time) < 19 or time[4] != "-":
+        return None
+    try:
+        return datetime.fromisoformat(time).timestamp()
+    except ValueError:
+        return None
+
+
+def _timed(stat: dict, ms: float, prefix: str = "") -> None:
+    """Adds one duration to a statistic's total and max (``prefix``: "bound_" for bounds)."""
+    total, most = f"{prefix}total_ms", f"{prefix}max_ms"
+    stat[total] = round(stat.get(total, 0.0) + ms, 3)
+    stat[most] = max(stat.get(most, 0.0), round(ms, 3))
 
 
 def _result(call: Pkcs11Call) -> str | None:
@@ -137,6 +163,11 @@ class Analysis:
     _finding: dict[tuple[int, int], dict] = field(default_factory=dict, repr=False)
     # (process, session, kind) of operations started and not yet finished or failed
     _active: set[tuple[int, int, str]] = field(default_factory=set, repr=False)
+    call_times: dict[str, dict] = field(default_factory=dict)  # per function: durations
+    debug_stats: dict[str, dict] = field(default_factory=dict)  # OpenSC functions that returned
+    pcsc_stats: dict[str, dict] = field(default_factory=dict)  # per PC/SC function
+    # per process: the last spy call (function, start in seconds) still waiting for its bound
+    _unbounded: dict[int | None, tuple[str, float]] = field(default_factory=dict, repr=False)
 
     def add(self, event: Event) -> None:
         if event.process is not None and not isinstance(event, Unparsed):
@@ -208,6 +239,12 @@ class Analysis:
 
     def _pcsc_result(self, function: str, rv: int | None, event: Event) -> None:
         self.pcsc_calls[function] += 1
+        stat = self.pcsc_stats.setdefault(function, {"count": 0, "failed": 0})
+        stat["count"] += 1
+        stat["failed"] += bool(rv)
+        duration = getattr(event, "duration", None)
+        if duration is not None:
+            _timed(stat, duration * 1000)
         if rv:
             self.failed_pcsc_calls.append({"process": event.process, "line": event.line,
                                            "function": function, "rv": f"0x{rv:08X}",
@@ -227,6 +264,12 @@ class Analysis:
 
     def _debug(self, line: DebugLine) -> None:
         self._time(line)
+        if line.what == "returned" and line.function:
+            stat = self.debug_stats.setdefault(line.function, {"count": 0, "failed": 0})
+            stat["count"] += 1
+            stat["failed"] += line.error is not None
+            if line.duration is not None:  # measured from its "called" line
+                _timed(stat, line.duration * 1000)
         if line.error is not None and line.origin:
             self.sc_errors[str(line.error)] += 1
             self.failures.append({"process": line.process, "line": line.line,
@@ -252,6 +295,7 @@ class Analysis:
             return
         self.calls += 1
         self.calls_by_function[call.function] += 1
+        self._duration(call)
         if call.rv is not None and call.rv != 0:
             self.failed_by_function[call.function] += 1
             failed = {"process": call.process, "seq": call.seq, "line": call.line,
@@ -291,6 +335,21 @@ class Analysis:
         if call.rv != 0:
             s["operations"][kind]["failed"] += 1
             self._active.discard((proc, h, kind))
+
+    def _duration(self, call: Pkcs11Call) -> None:
+        """A measured duration where the format has one, else the spy's upper bound."""
+        assert call.function is not None
+        measured = getattr(call, "duration", None)  # formats that time each call
+        if measured is not None:
+            _timed(self.call_times.setdefault(call.function, {}), measured * 1000)
+            return
+        start = _seconds(call.time)
+        before = self._unbounded.pop(call.process, None)
+        if before is not None and start is not None and start >= before[1]:
+            ms = (start - before[1]) * 1000 + SPY_TRUNCATION_MS
+            _timed(self.call_times.setdefault(before[0], {}), ms, "bound_")
+        if start is not None and not call.torn and not call.incomplete and call.rv is not None:
+            self._unbounded[call.process] = (call.function, start)
 
     # -- per function ------------------------------------------------------
 
@@ -467,8 +526,11 @@ class Analysis:
             "objects": list(self.objects.values()),
             "statistics": {
                 "functions": {f: {"count": n, "failed": self.failed_by_function.get(f, 0)}
+                              | self.call_times.get(f, {})
                               for f, n in sorted(self.calls_by_function.items())},
                 "apdus": dict(sorted(self.apdu_stats.items())),
+                "opensc_functions": dict(sorted(self.debug_stats.items())),
+                "pcsc": dict(sorted(self.pcsc_stats.items())),
             },
             "incomplete_records": self.incomplete_records,
             "torn_records": self.torn_records,

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from conftest import SPY_DIR, expected, pkspy, summary
+from conftest import ROOT, SPY_DIR, expected, pkspy, summary
 
 PYKCS11 = SPY_DIR / "softhsm2-pykcs11.log"
 THREADS = SPY_DIR / "softhsm2-threads.log"
@@ -112,3 +112,63 @@ def test_summary_text_and_export_show_operations() -> None:
         assert "find 20, sign 20" in out
         assert "C_Login CKU_USER -&gt; CKR_OK" in out if args[-1] == "html" else \
             "C_Login CKU_USER -> CKR_OK" in out
+
+
+# -- per-function statistics and durations ------------------------------------
+
+def test_function_statistics_match_the_driver() -> None:
+    truth, stats = expected(PYKCS11), summary(PYKCS11)["statistics"]["functions"]
+    count: Counter[str] = Counter()
+    failed: Counter[str] = Counter()
+    for run in truth["calls"]:
+        for function, rv, _ in run["calls"]:
+            count[function] += 1
+            failed[function] += rv != "CKR_OK"
+    assert {f: (v["count"], v["failed"]) for f, v in stats.items()} == \
+        {f: (n, failed[f]) for f, n in count.items()}
+
+
+def test_spy_durations_are_bounds_that_do_not_overlap(spy_trace) -> None:
+    """The spy prints only start times: pkspy gives no duration, only an upper bound
+    per call (the time to the next call). Bounds of one process never overlap, so
+    together they fit in the process's span, plus the 1 ms each loses to truncation."""
+    from datetime import datetime
+
+    from pkspy.model import Pkcs11Call
+    from pkspy.pipeline import open_events
+
+    s = summary(spy_trace)
+    stats = s["statistics"]["functions"]
+    assert not any("total_ms" in v for v in stats.values())
+    assert any("bound_total_ms" in v for v in stats.values())
+    spans: dict[int, list[float]] = {}
+    for e in open_events(str(spy_trace))[1]:
+        if isinstance(e, Pkcs11Call) and e.time:
+            t = datetime.fromisoformat(e.time).timestamp()
+            spans.setdefault(e.process, []).append(t)
+    room = sum((max(v) - min(v)) * 1000 + len(v) for v in spans.values())
+    assert sum(v.get("bound_total_ms", 0) for v in stats.values()) <= room + 1e-6
+    for v in stats.values():
+        if "bound_total_ms" in v:
+            assert 1.0 <= v["bound_max_ms"] <= v["bound_total_ms"]
+
+
+def test_pcsc_statistics_match_the_program_and_are_timed() -> None:
+    trace = ROOT / "fixtures" / "pcsc-spy" / "pyscard.raw"
+    truth, stats = expected(trace), summary(trace)["statistics"]["pcsc"]
+    failed = Counter(c["function"] for c in truth["failed_calls"])
+    assert {f: (v["count"], v["failed"]) for f, v in stats.items()} == \
+        {f: (n, failed[f]) for f, n in truth["calls_by_function"].items()}
+    assert all("total_ms" in v and v["max_ms"] <= v["total_ms"] for v in stats.values())
+
+
+def test_opensc_functions_are_timed_from_called_to_returning() -> None:
+    """Every APDU the card got went through sc_single_transmit, which logs "called"
+    and "returning": each is counted and timed."""
+    trace = ROOT / "fixtures" / "opensc-debug" / "pkcs11-tool-L-d9.log"
+    truth, s = expected(trace), summary(trace)
+    single = s["statistics"]["opensc_functions"]["sc_single_transmit"]
+    assert single["count"] == truth["apdus"]
+    assert "total_ms" in single and single["failed"] == 0
+    r = pkspy("summary", str(trace))
+    assert "OpenSC functions that returned" in r.stdout.decode()

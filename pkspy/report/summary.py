@@ -31,6 +31,17 @@ def login_changes_text(changes: list[dict]) -> str:
                      + f" -> {c['result']}" for c in changes)
 
 
+def timing_text(stat: dict) -> str:
+    """'12.5 ms in all, longest 9.0 ms' from a statistic's measured durations, or the
+    spy's bounds as 'at most ...' (the spy prints start times only)."""
+    if "total_ms" in stat:
+        return f"{stat['total_ms']:.1f} ms in all, longest {stat['max_ms']:.1f} ms"
+    if "bound_total_ms" in stat:
+        return (f"at most {stat['bound_total_ms']:.0f} ms in all, longest at most "
+                f"{stat['bound_max_ms']:.0f} ms")
+    return ""
+
+
 def render(s: dict) -> str:
     out = [f"format     {s['format']}",
            f"processes  {s['processes']}",
@@ -68,7 +79,23 @@ def render(s: dict) -> str:
         out.append(f"  p{x['process']} #{x['seq']:<5} {tmpl} -> {found}")
     out.append("")
     out.append("calls by function")
+    stats = s["statistics"]["functions"]
     width = max((len(k) for k in s["calls_by_function"]), default=0)
     for name, n in sorted(s["calls_by_function"].items(), key=lambda kv: (-kv[1], kv[0])):
-        out.append(f"  {name:<{width}} {n}")
+        stat = stats.get(name, {})
+        failed = f"{stat['failed']} failed" if stat.get("failed") else ""
+        out.append(f"  {name:<{width}} {n:>5}  {failed:<10} {timing_text(stat)}".rstrip())
+    if any("bound_total_ms" in v for v in stats.values()):
+        out.append("  (pkcs11-spy prints when calls begin, not when they return: a bound is "
+                   "the time to the next call)")
+    for title, table in (("OpenSC functions that returned", "opensc_functions"),
+                         ("PC/SC calls", "pcsc")):
+        rows = s["statistics"].get(table) or {}
+        if rows:
+            out += ["", title]
+            width = max(len(k) for k in rows)
+            for name, stat in sorted(rows.items(), key=lambda kv: (-kv[1]["count"], kv[0])):
+                failed = f"{stat['failed']} failed" if stat["failed"] else ""
+                out.append(f"  {name:<{width}} {stat['count']:>5}  {failed:<10} "
+                           f"{timing_text(stat)}".rstrip())
     return "\n".join(out)

@@ -175,7 +175,7 @@ def compare(the_plan: Plan, results: dict, live_calls: list[Pkcs11Call]) -> list
             continue
         if fn == "C_FindObjects" and _count(rec) != _count(live):
             row.verdict = DIFFERS
-            row.reason = (f"the lookup found {_objects(_count(live))} ({_objects(_count(rec))} "
+            row.reason = (f"the lookup found {objects(_count(live))} ({objects(_count(rec))} "
                           f"recorded), template {_template_text(finding.get(session))}")
             if _count(live) == 0:
                 row.reason += ": no object on this token matches it"
@@ -190,7 +190,7 @@ def compare(the_plan: Plan, results: dict, live_calls: list[Pkcs11Call]) -> list
     return rows
 
 
-def _objects(n: int | None) -> str:
+def objects(n: int | None) -> str:
     return "1 object" if n == 1 else f"{n} objects"
 
 

@@ -24,6 +24,7 @@ import sys
 from decoders import pkcs11 as names
 from pkspy.model import Arg, Pkcs11Call
 from pkspy.replay import plan as planning
+from pkspy.replay.compare import objects
 
 PIN_ENV = {"CKU_USER": "PKSPY_REPLAY_PIN", "CKU_SO": "PKSPY_REPLAY_SO_PIN",
            "CKU_CONTEXT_SPECIFIC": "PKSPY_REPLAY_PIN"}
@@ -33,8 +34,51 @@ class Unmapped(Exception):
     """A recorded handle with no live counterpart: the step cannot run."""
 
 
+# Attributes that tell objects apart, as the trace shows them; room to read them back.
+IDENTIFYING = ("CKA_CLASS", "CKA_KEY_TYPE", "CKA_CERTIFICATE_TYPE", "CKA_ID", "CKA_LABEL")
+IDENTIFY_ROOM = 256
+
+
+def _raw(attr) -> bytes | None:
+    """An attribute value as the bytes a module returns (ulongs native little-endian)."""
+    if isinstance(attr.value, bool):
+        return bytes([attr.value])
+    if isinstance(attr.value, str):
+        n = names.value(attr.value)
+        return n.to_bytes(8, "little") if n is not None else None
+    return attr.value if isinstance(attr.value, bytes) and attr.value else None
+
+
+def identities(steps: list[planning.Step]) -> dict[int, dict[int, bytes]]:
+    """What the trace says about each recorded object: attribute type -> value."""
+    out: dict[int, dict[int, bytes]] = {}
+    for step in steps:
+        c = step.call
+        if c.rv != 0:
+            continue
+        pairs = []
+        if c.function == "C_GetAttributeValue":
+            pairs = [("hObject", c.arg("pTemplate", "out"))]
+        elif c.function == "C_CreateObject":
+            pairs = [("*phObject", c.arg("pTemplate"))]
+        elif c.function == "C_GenerateKeyPair":
+            pairs = [("hPublicKey", c.arg("pPublicKeyTemplate")),
+                     ("hPrivateKey", c.arg("pPrivateKeyTemplate"))]
+        for handle_name, tmpl in pairs:
+            h = c.arg(handle_name)
+            if h is None or not isinstance(h.value, int) or tmpl is None:
+                continue
+            for a in tmpl.value or []:
+                raw = _raw(a) if a.name in IDENTIFYING and a.type is not None else None
+                if raw is not None:
+                    out.setdefault(h.value, {})[a.type] = raw
+    return out
+
+
 class Executor:
-    def __init__(self, lib, ll, slot: int | None) -> None:
+    def __init__(self, lib, ll, slot: int | None,
+                 identity: dict[int, dict[int, bytes]] | None = None) -> None:
+        self.identity = identity or {}
         self.lib = lib
         self.ll = ll  # PyKCS11.LowLevel
         self.slot = slot
@@ -94,9 +138,9 @@ class Executor:
                 if n is None:
                     raise Unmapped(f"{a.name}: value {v!r} not understood")
                 t[i].SetNum(a.type, n)
-            elif isinstance(v, bytes):
+            elif isinstance(v, bytes) and (not a.length or len(v) == a.length):
                 t[i].SetBin(a.type, self.ll.ckbytelist(v))
-            elif v is None and a.length and a.length > 0:
+            elif (v is None or v == b"") and a.length and a.length > 0:
                 t[i].SetBin(a.type, self.ll.ckbytelist(bytes(a.length)))  # a buffer to fill
             elif v is None:
                 t[i].SetType(a.type)  # NULL: a length query
@@ -137,10 +181,12 @@ class Executor:
         handler = getattr(self, "do_" + fn[2:], None)
         if handler is None:
             raise Unmapped(f"{fn} has no replay handler")
+        at = len(self.live)  # the step's own call comes before any extra call it made
         rv = handler(call)
+        made = [(index, fn)]
         if fn == "C_GetSlotList" and rv == 0:  # the wrapper asked for the count first
-            self.live.append((index - 1 if merged_before else None, fn))
-        self.live.append((index, fn))
+            made.insert(0, (index - 1 if merged_before else None, fn))
+        self.live[at:at] = made
         return rv
 
     def do_Initialize(self, call):
@@ -220,14 +266,46 @@ class Executor:
         live = [int(h) for h in out] if rv == 0 else []
         rec = call.arg("phObject", "out")
         recorded = rec.value if rec is not None and isinstance(rec.value, list) else []
-        for i, r in enumerate(recorded):
-            if i < len(live):
-                self.objects[r] = live[i]
-            else:
-                self.objects.pop(r, None)
-                self.lost[r] = (f"the lookup #{call.seq} found {len(live)} object(s) where "
-                                f"{len(recorded)} were recorded")
+        for r, h in self._match(s, recorded, live).items():
+            self.objects[r] = h
+        for r in recorded[len(live):]:
+            self.objects.pop(r, None)
+            self.lost[r] = (f"the lookup #{call.seq} found {objects(len(live))} "
+                            f"({objects(len(recorded))} recorded)")
         return rv
+
+    def _match(self, session, recorded: list[int], live: list[int]) -> dict[int, int]:
+        """Recorded handles -> live ones. Tokens list objects in their own order, so where
+        a lookup found several, each recorded object takes the live one with the class, key
+        type, id and label the trace showed for it (read with one extra call per object,
+        which the replay trace shows as pkspy's own); the others go by position."""
+        known = {r: self.identity[r] for r in recorded if r in self.identity}
+        if len(live) < 2 or not known:
+            return dict(zip(recorded, live, strict=False))
+        types = sorted({t for ident in known.values() for t in ident})
+        seen = {h: self._identify(session, h, types) for h in live}
+        free, out = list(live), {}
+        for r in recorded:
+            ident = known.get(r)
+            pick = next((h for h in free if ident and all(seen[h].get(t) == v
+                                                          for t, v in ident.items())), None)
+            if pick is not None:
+                out[r] = pick
+                free.remove(pick)
+        for r in recorded:
+            if r not in out and free:
+                out[r] = free.pop(0)
+        return out
+
+    def _identify(self, session, handle: int, types: list[int]) -> dict[int, bytes]:
+        t = self.ll.ckattrlist(len(types))
+        for i, typ in enumerate(types):
+            t[i].SetBin(typ, self.ll.ckbytelist(bytes(IDENTIFY_ROOM)))
+        h = self.ll.CK_OBJECT_HANDLE()
+        h.assign(handle)
+        self.lib.C_GetAttributeValue(session, h, t)
+        self.live.append((None, "C_GetAttributeValue"))
+        return {typ: bytes(t[i].GetBin()) for i, typ in enumerate(types) if t[i].GetLen() > 0}
 
     def do_FindObjectsFinal(self, call):
         return self.lib.C_FindObjectsFinal(self.session(call))
@@ -352,7 +430,7 @@ def execute(the_plan: planning.Plan, module: str, slot: int | None) -> dict:
 
     lib = LowLevel.CPKCS11Lib()
     steps: list[dict] = []
-    ex = Executor(lib, LowLevel, slot)
+    ex = Executor(lib, LowLevel, slot, identities(the_plan.steps))
     # Load makes C_GetFunctionList and C_Initialize(NULL): the recorded C_Initialize is
     # compared with that one; a C_Initialize not first is made again.
     load_rv = lib.Load(module)
@@ -387,9 +465,10 @@ def execute(the_plan: planning.Plan, module: str, slot: int | None) -> dict:
             steps[i - 1].update(status="ran", rv=int(rv) & 0xFFFFFFFF, reason=None)
     if loaded_for is None and load_rv == 0:
         ex.live.insert(0, (None, "C_Initialize"))
-    # The load's own finalize on unload comes after the recorded C_Finalize (if any).
-    lib.Unload()
-    return {"steps": steps, "live": ex.live, "load_rv": load_rv}
+    finalized = bool(ex.live) and ex.live[-1][1] == "C_Finalize" and steps[-1].get("rv") == 0
+    if not finalized:
+        lib.Unload()  # finalizes: the recording may have stopped before its C_Finalize
+    return {"steps": steps, "live": ex.live, "load_rv": load_rv, "finalized": finalized}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -416,6 +495,11 @@ def main(argv: list[str] | None = None) -> int:
         status = 1
     with open_private(a.results) as f:
         json.dump(result, f)
+    if result.get("finalized"):
+        # PyKCS11 would finalize again on unload, a call the user never made; the spy has
+        # flushed every record (it flushes on each result), so leave without unloading.
+        sys.stdout.flush()
+        os._exit(status)
     return status
 
 

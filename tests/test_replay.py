@@ -1,0 +1,232 @@
+"""pkspy replay: a trace recorded against one SoftHSM2 token, made again against others.
+
+pkcs11-tool signs with (and lists) a key on token A behind OpenSC's
+pkcs11-spy; the trace is replayed against token B holding the same key pair
+(the same results, call by call) and against token C without it (the first
+divergence is the C_FindObjects that comes back empty). Plans, refusals and
+skips are checked on the PyKCS11 fixture trace, without any module.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SPY_DIR, secret_forms
+from test_e2e_softhsm import SOFTHSM, SPY, TOOL
+
+from pkspy.model import Pkcs11Call
+from pkspy.pipeline import open_events
+from pkspy.replay.plan import LOADER
+
+OPENSSL = shutil.which("openssl")
+needs_softhsm = pytest.mark.skipif(
+    not (SPY and SOFTHSM and TOOL and OPENSSL),
+    reason="needs softhsm2, opensc-pkcs11 (pkcs11-spy.so), opensc (pkcs11-tool) and openssl")
+
+SO_PIN, USER_PIN = "SoReplay-9051", "UsrReplay-3318"
+PYKCS11_TRACE = SPY_DIR / "softhsm2-pykcs11.log"
+
+
+def run(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    """pkspy with no terminal on stdin (no prompt can wait for an answer)."""
+    return subprocess.run([sys.executable, "-m", "pkspy", *args], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT, stdin=subprocess.DEVNULL,
+                          env=env if env is not None else dict(os.environ))
+
+
+def _token(root: Path, name: str, keys: Path | None) -> dict:
+    """A SoftHSM2 token store with one initialised token, and the key pair if given."""
+    (root / name / "tokens").mkdir(parents=True)
+    conf = root / name / "softhsm2.conf"
+    conf.write_text(f"directories.tokendir = {root / name / 'tokens'}\n"
+                    "objectstore.backend = file\n")
+    env = dict(os.environ, SOFTHSM2_CONF=str(conf))
+
+    def tool(*args: str) -> None:
+        r = subprocess.run([TOOL, "--module", SOFTHSM, *args], env=env, capture_output=True,
+                           timeout=60, stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, r.stderr.decode()
+
+    tool("--init-token", "--slot-index", "0", "--label", f"replay-{name}", "--so-pin", SO_PIN)
+    tool("--token-label", f"replay-{name}", "--login", "--login-type", "so", "--so-pin", SO_PIN,
+         "--init-pin", "--new-pin", USER_PIN)
+    if keys is not None:
+        for kind, path in (("privkey", keys / "key.der"), ("pubkey", keys / "pub.der")):
+            tool("--token-label", f"replay-{name}", "--login", "--pin", USER_PIN,
+                 "--write-object", str(path), "--type", kind, "--id", "07", "--label", "replay")
+    return env
+
+
+@pytest.fixture(scope="module")
+def tokens(tmp_path_factory):
+    """Tokens A and B with the same RSA key pair, C without it, and a trace made on A."""
+    if not (SPY and SOFTHSM and TOOL and OPENSSL):
+        pytest.skip("needs softhsm2, opensc-pkcs11, opensc and openssl")
+    root = tmp_path_factory.mktemp("replay")
+    key = root / "key.pem"
+    for argv in ([OPENSSL, "genrsa", "-out", key, "2048"],
+                 [OPENSSL, "rsa", "-in", key, "-outform", "DER", "-out", root / "key.der"],
+                 [OPENSSL, "rsa", "-in", key, "-pubout", "-outform", "DER",
+                  "-out", root / "pub.der"]):
+        subprocess.run(argv, check=True, capture_output=True, timeout=60)
+    envs = {n: _token(root, n, root if n != "C" else None) for n in "ABC"}
+    data = root / "data.bin"
+    data.write_bytes(b"data the user signed on token A\n")
+    trace = root / "user.log"
+    spy_env = dict(envs["A"], PKCS11SPY=SOFTHSM, PKCS11SPY_OUTPUT=str(trace))
+    sign = [TOOL, "--module", SPY, "--login", "--pin", USER_PIN, "--sign", "-m",
+            "SHA256-RSA-PKCS", "--id", "07", "-i", str(data), "-o", str(root / "sig.bin")]
+    for argv in (sign, [sys.executable, "-c", LISTER, SPY, USER_PIN]):
+        r = subprocess.run(argv, env=spy_env, capture_output=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        assert r.returncode == 0, r.stderr.decode()
+    return root, envs, trace
+
+
+# The user's second program: PyKCS11 lists every object in one C_FindObjects (up to 10) and
+# reads their attributes; tokens list objects in an order of their own.
+LISTER = """
+import sys, PyKCS11
+lib = PyKCS11.PyKCS11Lib(); lib.load(sys.argv[1])
+s = lib.openSession(lib.getSlotList(tokenPresent=True)[0]); s.login(sys.argv[2])
+for o in s.findObjects():
+    s.getAttributeValue(o, [PyKCS11.CKA_CLASS, PyKCS11.CKA_LABEL, PyKCS11.CKA_ID])
+    s.getAttributeValue(o, [PyKCS11.CKA_MODULUS, PyKCS11.CKA_PUBLIC_EXPONENT])
+s.logout(); s.closeSession()
+"""
+
+
+def replay(root: Path, env: dict, trace: Path, name: str, *more: str):
+    out = root / f"{name}.log"
+    r = run("replay", str(trace), "--module", SOFTHSM, "--pin-env", "REPLAY_PIN", "-o", str(out),
+            *more, env=dict(env, REPLAY_PIN=USER_PIN))
+    return r, out
+
+
+def _calls(path: Path, process: int | None = None) -> list[Pkcs11Call]:
+    return [e for e in open_events(str(path))[1] if isinstance(e, Pkcs11Call)
+            and e.function not in LOADER and (process is None or e.process == process)]
+
+
+def _rows(stdout: str) -> list[tuple[str, str]]:
+    """(mark, function) of each table row."""
+    return re.findall(r"^([=≠>\-·]) #\d+ (C_\w+)", stdout, re.M)
+
+
+@needs_softhsm
+def test_same_keys_give_the_same_results_call_by_call(tokens):
+    root, envs, trace = tokens
+    r, out = replay(root, envs["B"], trace, "same")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "No divergence" in r.stdout
+    recorded = _calls(trace, 0)
+    replayed = _calls(out)
+    # the replay made the user's calls, in the user's order, with the user's results
+    assert [(c.function, c.rv) for c in replayed] == [(c.function, c.rv) for c in recorded]
+    rows = _rows(r.stdout)
+    assert [f for m, f in rows if m == "="] == [c.function for c in recorded]
+    assert ("=", "C_Sign") in rows and ("=", "C_FindObjects") in rows
+    # same key: the PKCS#1 v1.5 signature is byte for byte the user's
+    sig = [c.arg("pSignature", "out").value for c in (recorded[-3], replayed[-3])
+           if c.function == "C_Sign"]
+    assert len(sig) == 2 and sig[0] == sig[1] and len(sig[0]) == 256
+    text = r.stdout + r.stderr + out.read_text()
+    assert not [f for f in secret_forms(USER_PIN) if f in text]
+
+
+@needs_softhsm
+def test_attribute_reads_are_compared_call_by_call(tokens):
+    root, envs, trace = tokens
+    r, out = replay(root, envs["B"], trace, "listing", "--process", "1")
+    assert r.returncode == 0, r.stdout + r.stderr
+    rows = _rows(r.stdout)
+    reads = [m for m, f in rows if f == "C_GetAttributeValue"]
+    assert len(reads) == 8 and set(reads) == {"="}  # 2 objects x 2 templates x (size, read)
+    assert ("=", "C_FindObjects") in rows
+    # each recorded object was matched to the live one the trace describes (class, label,
+    # id): one extra read per found object, which the replay trace shows
+    live = _calls(out)
+    recorded = _calls(trace, 1)
+    assert len(live) == len(recorded) + 2
+    assert [c.function for c in live if c.function != "C_GetAttributeValue"] == \
+        [c.function for c in recorded if c.function != "C_GetAttributeValue"]
+    modulus = [[a.value for a in c.arg("pTemplate", "out").value if a.name == "CKA_MODULUS"]
+               for c in (recorded[-4], live[-4])]
+    assert modulus[0] == modulus[1] and len(modulus[0][0]) == 256
+
+
+@needs_softhsm
+def test_a_token_without_the_key_diverges_at_the_empty_lookup(tokens):
+    root, envs, trace = tokens
+    r, out = replay(root, envs["C"], trace, "missing")
+    assert r.returncode == 1, r.stdout + r.stderr
+    rows = _rows(r.stdout)
+    first = [i for i, (m, _f) in enumerate(rows) if m == ">"]
+    assert len(first) == 1 and rows[first[0]][1] == "C_FindObjects"
+    assert all(m in "=-" for m, _f in rows[:first[0]])  # everything before it matched
+    m = re.search(r"^First divergence: #(\d+) C_FindObjects .*: the lookup found 0 objects "
+                  r"\(1 object recorded\), template \{CKA_CLASS=CKO_PRIVATE_KEY, CKA_ID=07\}: "
+                  r"no object on this token matches it\.$", r.stdout, re.M)
+    assert m, r.stdout
+    # the key it would have found is missing, so the signature is not attempted, and says why
+    assert re.search(r"#\d+ C_SignInit: object 0x\w+ has no live counterpart: the lookup "
+                     rf"#{m.group(1)} found 0 objects", r.stdout)
+    empty = [c for c in _calls(out) if c.function == "C_FindObjects"]
+    assert empty and empty[0].arg("ulObjectCount", "out").value == 0
+
+
+def test_dry_run_prints_the_plan_and_touches_no_module(tmp_path):
+    out = tmp_path / "never.log"
+    r = run("replay", str(PYKCS11_TRACE), "--module", str(tmp_path / "no-such.so"),
+            "--process", "1", "--dry-run", "-o", str(out))
+    assert r.returncode == 0, r.stderr
+    assert not out.exists()
+    lines = r.stdout.splitlines()
+    assert lines[0].startswith("Replay plan for process 1 of ")
+    plan = {m.group(2): (m.group(1), m.group(3))
+            for m in map(re.compile(r"^  (\w+)\s+#(\d+) \S+.*?(?:  — (.*))?$").match, lines) if m}
+    assert plan["8"] == ("run", None)  # the right user login
+    assert plan["7"][0] == "skip" and "recorded login failed (CKR_PIN_INCORRECT)" in plan["7"][1]
+    assert plan["15"] == ("REFUSE", "creates a token object: refused without --allow-changes")
+    assert plan["18"][0] == "skip" and "CKA_VALUE in pTemplate (key material)" in plan["18"][1]
+    assert plan["60"][0] == "REFUSE"  # C_SetAttributeValue changes an object
+    assert plan["0"][0] == "skip"  # C_GetFunctionList: the loader's
+    assert "PIN needed for: CKU_USER" in r.stdout
+    assert not [f for f in secret_forms("UsrPin-5417") if f in r.stdout]
+
+
+def test_dry_run_until_stops_at_the_sequence_number():
+    r = run("replay", str(PYKCS11_TRACE), "--module", "x.so", "--process", "1", "--until", "12",
+            "--dry-run")
+    assert r.returncode == 0, r.stderr
+    seqs = [int(s) for s in re.findall(r"^  \w+\s+#(\d+) ", r.stdout, re.M)]
+    assert seqs == list(range(0, 13))
+
+
+def test_changes_need_a_terminal_confirmation(tmp_path):
+    out = tmp_path / "never.log"
+    r = run("replay", str(PYKCS11_TRACE), "--module", str(tmp_path / "no-such.so"),
+            "--process", "1", "--allow-changes", "-o", str(out))
+    assert r.returncode == 2
+    assert r.stderr.strip().splitlines() == [
+        "pkspy: calls that change the token need a confirmation on a terminal; nothing was "
+        "replayed"]
+    assert not out.exists()
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["fixtures/pcscd/pcscd-apdu.log"], "no PKCS#11 call in the trace"),
+    ([str(PYKCS11_TRACE), "--process", "9"], "no process 9 in the trace; processes with calls:"),
+    (["no-such-trace.log"], "no-such-trace.log"),
+])
+def test_bad_input_is_one_line_and_exit_2(args, message):
+    r = run("replay", *args, "--module", "x.so", "--dry-run")
+    assert r.returncode == 2
+    assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr
+    assert "Traceback" not in r.stderr

@@ -85,16 +85,24 @@ def open_trace(path: str) -> BinaryIO:
         raise SourceError(f"{path}: {e.strerror}") from None
 
 
-def read_lines(stream: BinaryIO, offset: int = 0) -> Iterator[Line]:
-    """Every line of a stream to its end; a last line without newline included."""
+def raw_lines(stream: BinaryIO) -> Iterator[tuple[bytes, int]]:
+    """Each line's bytes and its size in the stream. A line longer than MAX_LINE
+    comes cut there and marked; the rest of it is skipped, never held whole."""
     readline = stream.readline
     while raw := readline(MAX_LINE + 1):
         size = len(raw)
         if size > MAX_LINE and not raw.endswith(b"\n"):
             while (more := readline(CHUNK)) and not more.endswith(b"\n"):
-                size += len(more)  # skipped, never held whole
+                size += len(more)
             size += len(more)
-        yield _text(raw), offset
+            raw = raw[:MAX_LINE] + CUT_MARK.encode() + (b"\n" if more else b"")
+        yield raw, size
+
+
+def read_lines(stream: BinaryIO, offset: int = 0) -> Iterator[Line]:
+    """Every line of a stream to its end; a last line without newline included."""
+    for raw, size in raw_lines(stream):
+        yield decode(raw), offset
         offset += size
 
 

@@ -16,7 +16,7 @@ from typing import BinaryIO
 from pkspy.model import Event
 from pkspy.pipeline import open_events
 from pkspy.redact import Redactor
-from pkspy.sources import SourceError, decode
+from pkspy.sources import SourceError, decode, raw_lines
 
 
 def write_redacted(path: str, out: BinaryIO, fmt: str | None = None) -> dict:
@@ -34,7 +34,7 @@ def write_redacted(path: str, out: BinaryIO, fmt: str | None = None) -> dict:
         pass
     changed = 0
     with open(path, "rb") as source:
-        for n, raw in enumerate(source, 1):
+        for n, (raw, _size) in enumerate(raw_lines(source), 1):  # long lines cut
             ending = raw[len(raw.rstrip(b"\r\n")):]
             text = masked.get(n)
             if text is None:

@@ -114,6 +114,7 @@ class Pkcs11Call(Event):
     rv_text: str | None = None  # the name as the trace printed it, "(null)" included
     incomplete: bool = False  # the record ended before its result
     torn: str | None = None  # why the record looks torn apart by threads
+    duration: float | None = None  # seconds the module took, where the tracer times calls
     problems: list[str] = field(default_factory=list)  # lines or values not understood
 
     def arg(self, name: str, direction: str | None = None) -> Arg | None:

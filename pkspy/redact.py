@@ -134,7 +134,13 @@ class Redactor:
         else:
             length = declared
         item.value = Redacted(item.secret or "secret", length)
-        if item.span is not None:
+        at = getattr(value, "at", None)  # printed inside a line that says more (_inline.py)
+        if at is not None:
+            i, start, end = at
+            if i < len(event.raw):
+                line = event.raw[i]
+                self._set_raw(event, i, line[:start] + MASK * len(line[start:end]) + line[end:])
+        elif item.span is not None:
             first, last = item.span
             for i in range(first + 1, last + 1):  # the first line is the header: ptr / len
                 if i < len(event.raw):

@@ -9,17 +9,20 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-from pkspy.formats import hex_apdu
+from pkspy.formats import hex_apdu, pkcs11_logger
 from pkspy.formats.hex_apdu import HexApduParser
 from pkspy.formats.opensc_debug import OpenscDebugParser
+from pkspy.formats.p11kit import P11KitParser
 from pkspy.formats.pcsc_spy import PcscSpyRawParser
 from pkspy.formats.pcsc_spy_text import PcscSpyTextParser
 from pkspy.formats.pcscd import PcscdParser
+from pkspy.formats.pkcs11_logger import Pkcs11LoggerParser
 from pkspy.formats.spy import SpyParser
 from pkspy.model import Event
 
 PARSERS = {p.format: p for p in (SpyParser, OpenscDebugParser, PcscSpyRawParser, PcscdParser,
-                                 PcscSpyTextParser, HexApduParser)}
+                                 PcscSpyTextParser, HexApduParser, P11KitParser,
+                                 Pkcs11LoggerParser)}
 
 # Decisive first-lines tests, in the order of formats.md §5.
 _SIGNS = [
@@ -32,6 +35,10 @@ _SIGNS = [
     # <=0.17 on Windows: a date and time, then [app] file:line:func:
     (OpenscDebugParser.format, re.compile(
         r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[[^\]]*\] \S+:\d+:\w+: ")),
+    # pkcs11-logger: [pid : ][tid : ] then its banner, a separator or a timestamped step
+    (Pkcs11LoggerParser.format, pkcs11_logger.SIGN),
+    # p11-kit log-calls: a call's first input or output line (its name alone says little)
+    (P11KitParser.format, re.compile(r"^(?:(?:  IN| OUT): \w+ = \S|C_\w+ = CKR_\w+\s*$)")),
     # the delta in microseconds, the thread id with -T, then file:line:function()
     (PcscdParser.format, re.compile(
         r"^-?\d{8} (?:\[(?:\d+|0x[0-9a-fA-F]+)\] )?[^\s:]+:\d+:\w+\(\) ")),

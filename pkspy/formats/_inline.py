@@ -1,0 +1,54 @@
+"""What the one-line-per-value tracers (p11-kit ``log-calls``, pkcs11-logger)
+share: values printed inside a line, call numbering and secret marking.
+
+pkcs11-spy dumps a buffer on lines of its own, which the redactor masks
+whole. p11-kit prints ``  IN: pPin = (4) "1234"`` and pkcs11-logger
+``   *pValue: HEX(31323334)``: the value is part of a line that says more, so
+the parser records where it was printed (``PrintedBytes.at``) and the
+redactor masks those columns only.
+"""
+
+from __future__ import annotations
+
+from pkspy.formats.spy import SECRET_BUFFERS, _check_lengths, _learn_classes, _mark_secrets
+from pkspy.model import Arg, Attribute, Pkcs11Call, Redacted
+
+__all__ = ["SECRET_BUFFERS", "PrintedBytes", "already_redacted", "finish_call", "printed"]
+
+
+class PrintedBytes(bytes):
+    """Bytes and where they were printed: (index in the event's raw, first column, end)."""
+
+    at: tuple[int, int, int] | None = None
+
+
+def printed(data: bytes, index: int, start: int, end: int) -> PrintedBytes:
+    value = PrintedBytes(data)
+    value.at = (index, start, end)
+    return value
+
+
+def already_redacted(text: str, length: int | None, what: str = "secret") -> Redacted | None:
+    """The marker for a value a redacted copy (``pkspy redact``) overwrote with ``*``."""
+    if text and not text.strip("*"):
+        return Redacted(f"{what} (already redacted)", length)
+    return None
+
+
+def finish_call(call: Pkcs11Call, classes: dict[int, int],
+                secrets: dict[tuple[str, str], str]) -> None:
+    """Mark secrets as the spy parser does: buffers by (function, argument), and
+    each template's object class for the redactor's attribute allow-list."""
+    for arg in call.args:
+        what = secrets.get((call.function or "", arg.name))
+        if what and arg.kind == "buffer":
+            arg.secret = what
+    _check_lengths(call)
+    if not call.torn:
+        _learn_classes(call, classes)
+    _mark_secrets(call, classes)
+
+
+def extend(item: Arg | Attribute, idx: int) -> None:
+    start = item.span[0] if item.span else idx
+    item.span = (start, max(idx, item.span[1] if item.span else idx))

@@ -385,9 +385,14 @@ def test_small_terminal_and_no_color(monkeypatch):
             app.jump(_login_row(app))
             await pilot.pause()
             screen = screen_text(app)
-            # the row came into view, and failures are marked without colour
-            assert re.search(r"^! +14:16:11.878 p1/2636.3264 +#7 C_Login", screen, re.M), screen
-            assert "search" in screen.splitlines()[-1]  # the footer's key help
+            # the row came into view, failures are marked without colour, and the
+            # narrow row puts the result before the arguments: it is not cut off
+            assert re.search(r"^! 14:16:11.878 p1 +#7 C_Login -> CKR_PIN_INCORRECT", screen,
+                             re.M), screen
+            footer = screen.splitlines()[-1]  # the key help, every shown key
+            for key in ("/ search", "e error", "x failures", "s session", "g line",
+                        "? keys", "q quit"):
+                assert key in footer, footer
     run(go())
 
 

@@ -62,20 +62,22 @@ class ViewerApp(App):
     CSS_PATH = "app.tcss"
     TITLE = "pkspy view"
     COMMANDS = App.COMMANDS | {ViewCommands}
+    # Short words: the footer shows every key below at 80 columns; ? lists them all.
     BINDINGS: ClassVar[list[Binding]] = [
         Binding("slash", "search", "search"),
-        Binding("n", "find(1)", "next match"),
+        Binding("n", "find(1)", "next match", show=False),
         Binding("N", "find(-1)", "previous match", show=False),
-        Binding("e", "error(1)", "next error"),
+        Binding("e", "error(1)", "error"),
         Binding("E", "error(-1)", "previous error", show=False),
-        Binding("x", "errors_only", "errors only"),
+        Binding("x", "errors_only", "failures"),
         Binding("s", "narrow('session')", "session"),
         Binding("p", "narrow('process')", "process", show=False),
         Binding("F", "narrow('function')", "function", show=False),
-        Binding("g", "goto", "go to line"),
+        Binding("g", "goto", "line"),
         Binding("d", "toggle_detail", "detail"),
         Binding("f", "follow", "follow"),
-        Binding("escape", "clear", "clear filter"),
+        Binding("escape", "clear", "clear filter", show=False),
+        Binding("question_mark", "keys", "keys"),
         Binding("q", "quit", "quit"),
         *(Binding(str(i), f"tab('{tab}')", tab, show=False) for i, tab in enumerate(TABS, 1)),
     ]
@@ -127,7 +129,7 @@ class ViewerApp(App):
             yield Static("", id="detail-text", markup=False)
         yield Static("", id="status", markup=False)
         yield Input(id="prompt")
-        yield Footer()
+        yield Footer(compact=True)
 
     def on_mount(self) -> None:
         self.sub_title = "  ".join(t.path for t in self.traces)
@@ -323,7 +325,7 @@ class ViewerApp(App):
         prompt.focus()
 
     def action_search(self) -> None:
-        self._prompt("search", "search the rows (Enter: find, Esc: cancel)")
+        self._prompt("search", "search the rows (Enter: find, then n / N: next / previous)")
 
     def action_goto(self) -> None:
         self._prompt("goto", "go to trace line number")
@@ -400,6 +402,13 @@ class ViewerApp(App):
             name = rows.functions[rows.function[row]]
             if name:
                 self.apply(replace(current, file=file, function=name), row)
+
+    def action_keys(self) -> None:
+        """Every key, with what it does, beside the screen (? again hides it)."""
+        if self.screen.query("HelpPanel"):
+            self.action_hide_help_panel()
+        else:
+            self.action_show_help_panel()
 
     def action_toggle_detail(self) -> None:
         box = self.query_one("#detail", VerticalScroll)

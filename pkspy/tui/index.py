@@ -483,7 +483,9 @@ class Indexer:
             a = t.analysis
             out.append({
                 "file": i, "path": t.path, "format": t.format,
-                "sessions": [dict(s) for s in a.sessions],
+                "sessions": [dict(s, operations={k: dict(v) for k, v in
+                                                 s.get("operations", {}).items()})
+                             for s in a.sessions],
                 "logins": [dict(x) for x in a.logins],
                 "finds": [dict(f, handles=list(f["handles"])) for f in a.finds],
                 "objects": [dict(o, found_by=list(o["found_by"]),
@@ -494,6 +496,9 @@ class Indexer:
                 "calls_by_function": dict(a.calls_by_function),
                 "failed_by_function": dict(a.failed_by_function),
                 "apdu_stats": {k: dict(v) for k, v in a.apdu_stats.items()},
+                # durations per function (measured, or the spy's upper bounds)
+                "call_times": {k: dict(v) for k, v in a.call_times.items()},
+                "pcsc_stats": {k: dict(v) for k, v in a.pcsc_stats.items()},
                 "failed_calls": list(a.failed_calls),
                 "pcsc_calls": dict(a.pcsc_calls),
                 "failed_pcsc_calls": list(a.failed_pcsc_calls),

@@ -75,8 +75,27 @@ def sessions(snaps: list[dict]) -> list[tuple[tuple, Target | None]]:
             target = _target(snap, s["opened_line"], process=s["process"], session=h)
             out.append(((_proc(snap, many, s["process"]), s["handle"], s["slot"],
                          "RW" if flags & RW_SESSION else "RO", s["user"] or "-",
-                         f"#{s['opened_seq']}", closed, calls), target))
+                         f"#{s['opened_seq']}", closed, calls, _operations(s)), target))
     return out
+
+
+def _operations(session: dict) -> str:
+    """'find 2, sign 1 (1 failed)': the operations a session ran, most first."""
+    ops = sorted(session.get("operations", {}).items(), key=lambda kv: -kv[1]["count"])
+    return ", ".join(f"{kind} {op['count']}" + (f" ({op['failed']} failed)" if op["failed"]
+                                                else "") for kind, op in ops)
+
+
+def _timing(stat: dict | None) -> str:
+    """Measured durations, or the spy's upper bounds ("≤"): it never says when a call
+    returned, only when the next began."""
+    if not stat:
+        return ""
+    if "total_ms" in stat:
+        return f"max {stat['max_ms']:.1f} ms, total {stat['total_ms']:.1f}"
+    if "bound_total_ms" in stat:
+        return f"max ≤{stat['bound_max_ms']:.0f} ms, total ≤{stat['bound_total_ms']:.0f}"
+    return ""
 
 
 def logins(snaps: list[dict]) -> list[tuple[tuple, Target | None]]:
@@ -95,7 +114,7 @@ def logins(snaps: list[dict]) -> list[tuple[tuple, Target | None]]:
             if x.get("uncertain"):
                 notes.append("uncertain: torn record")
             out.append(((_proc(snap, many, x["process"]), f"#{x['seq']}", x["session"],
-                         x["user_type"], result, ", ".join(n for n in notes if n), x["line"]),
+                         result, ", ".join(n for n in notes if n), x["user_type"], x["line"]),
                         target))
         for p in snap["pin_commands"]:
             notes = []
@@ -106,11 +125,11 @@ def logins(snaps: list[dict]) -> list[tuple[tuple, Target | None]]:
             if p.get("pin_length"):
                 notes.append(f"PIN of {p['pin_length']}")
             out.append(((_proc(snap, many, p["process"]), p["command"], f"ref {p['reference']}",
-                         "card", f"{p['sw'] or '?'} {p['result'] or ''}".strip(),
-                         ", ".join(notes), p["line"]), Target(Filter(), snap["file"], p["line"])))
+                         f"{p['sw'] or '?'} {p['result'] or ''}".strip(), ", ".join(notes),
+                         "card", p["line"]), Target(Filter(), snap["file"], p["line"])))
         for f in snap["pin_flags"]:
             out.append(((_proc(snap, many, f["process"]), f"#{f['seq']}", f"slot {f['slot']}",
-                         "token", "C_GetTokenInfo", ", ".join(f["flags"]), f["line"]),
+                         "C_GetTokenInfo", ", ".join(f["flags"]), "token", f["line"]),
                         Target(Filter(), snap["file"], f["line"])))
     return out
 
@@ -143,17 +162,20 @@ def statistics(snaps: list[dict]) -> list[tuple[tuple, Target | None]]:
     out: list[tuple[tuple, Target | None]] = []
     for snap in snaps:
         f = snap["file"]
-        head = f"{snap['path']} ({snap['format']})"
-        out.append(((head, "", "", ""), None))
+        # the path in the wide last column: the first keeps to the names' width
+        out.append(((f"trace {f + 1}", "", "", "", f"{snap['path']} ({snap['format']})"), None))
         span = f"{snap['first_time'] or '?'} .. {snap['last_time'] or '?'}"
-        out.append((("  processes / calls", snap["processes"], snap["calls"], span), None))
+        out.append((("  processes", snap["processes"], "", "", span), None))
+        failed = snap["failed_by_function"]
+        out.append((("  calls", snap["calls"], sum(failed.values()), "", ""),
+                    Target(Filter(file=f, kind="call"), f)))
         problems = (f"{snap['incomplete_records']} incomplete, {snap['torn_records']} torn, "
                     f"{snap['unparsed_lines']} unparsed lines")
-        out.append((("  records", "", "", problems), None))
-        failed = snap["failed_by_function"]
+        out.append((("  records", "", "", "", problems), None))
         for name, n in sorted(snap["calls_by_function"].items(), key=lambda kv: -kv[1]):
             why = Counter(c["name"] for c in snap["failed_calls"] if c["function"] == name)
             out.append(((f"  {name}", n, failed.get(name, 0),
+                         _timing(snap["call_times"].get(name)),
                          ", ".join(f"{k} ×{v}" for k, v in why.most_common(3))),
                         Target(Filter(file=f, function=name), f)))
         failed_pcsc = Counter(c["function"] for c in snap["failed_pcsc_calls"])
@@ -161,25 +183,28 @@ def statistics(snaps: list[dict]) -> list[tuple[tuple, Target | None]]:
             why = Counter(c["name"] or c["rv"] for c in snap["failed_pcsc_calls"]
                           if c["function"] == name)
             out.append(((f"  {name}", n, failed_pcsc.get(name, 0),
+                         _timing(snap["pcsc_stats"].get(name)),
                          ", ".join(f"{k} ×{v}" for k, v in why.most_common(3))),
                         Target(Filter(file=f, function=name), f)))
         if snap["apdus"] or snap["apdus_unanswered"]:
-            out.append((("  APDU exchanges", snap["apdus"], snap["apdus_unanswered"],
+            out.append((("  APDU exchanges", snap["apdus"], snap["apdus_unanswered"], "",
                          "answered / unanswered"), Target(Filter(file=f, kind="apdu"), f)))
         for ins, st in sorted(snap["apdu_stats"].items(), key=lambda kv: -kv[1]["count"]):
             timing = (f"avg {st['total_ms'] / st['count']:.1f} ms, max {st['max_ms']:.1f} ms"
                       if st["total_ms"] else "")
-            out.append(((f"  APDU {ins}", st["count"], st["failed"], timing), None))
+            out.append(((f"  APDU {ins}", st["count"], st["failed"], timing, ""), None))
         for sw, n in sorted(snap["status_words"].items(), key=lambda kv: -kv[1]):
-            out.append(((f"  SW {sw}", n, "", iso7816.sw_text(int(sw, 16))), None))
+            out.append(((f"  SW {sw}", n, "", "", iso7816.sw_text(int(sw, 16))), None))
         for code, n in sorted(snap["sc_errors"].items(), key=lambda kv: -kv[1]):
-            out.append(((f"  {opensc.name(int(code)) or code}", n, n, opensc.text(int(code))),
+            out.append(((f"  {opensc.name(int(code)) or code}", n, n, "", opensc.text(int(code))),
                         None))
     return out
 
 
-STAT_COLUMNS = ("what", "count", "failed", "detail")
-SESSION_COLUMNS = ("process", "session", "slot", "mode", "user", "opened", "closed", "calls")
-LOGIN_COLUMNS = ("process", "call", "session", "user", "result", "note", "line")
+STAT_COLUMNS = ("what", "count", "failed", "duration", "detail")
+SESSION_COLUMNS = ("process", "session", "slot", "mode", "user", "opened", "closed", "calls",
+                   "operations")
+# result and note before the rest: what matters is in the first 80 columns
+LOGIN_COLUMNS = ("process", "call", "session", "result", "note", "user", "line")
 OBJECT_COLUMNS = ("process", "handle", "class", "type", "label", "id", "created", "found by",
                   "attributes read")

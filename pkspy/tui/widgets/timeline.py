@@ -6,6 +6,7 @@ line and draws its text, so a million rows cost what a screenful costs.
 
 from __future__ import annotations
 
+import re
 import time
 from typing import ClassVar
 
@@ -19,7 +20,26 @@ from textual.reactive import reactive
 from textual.scroll_view import ScrollView
 from textual.strip import Strip
 
-from pkspy.tui.index import FAILED, PROCESS, WARNING, Rows, View
+from pkspy.tui.index import FAILED, KINDS, PROCESS, WARNING, Rows, View
+
+NARROW = 100  # columns below which rows are drawn compact (an 80-column terminal)
+CALL = KINDS["call"]
+# tail's row: "<clock> p1/<pid>.<tid> #7 C_Login <in args> -> <result> <out args>"
+_WHERE = re.compile(r"^(\s*\S+ )(p\d+)/\S+ ?")
+_CALL = re.compile(r"^(?P<head>.*?#\S+ +(?:\(result without call\)|\S+))(?P<ins>.*?) -> "
+                   r"(?P<rest>.*)$")
+
+
+def compact(text: str, call: bool) -> str:
+    """A row for a narrow screen: the process without its pid and thread, and a
+    call's result before its input arguments, so that it is not cut off (the
+    detail pane shows everything)."""
+    text = _WHERE.sub(lambda m: f"{m[1]}{m[2]:<4}", text, count=1)
+    m = _CALL.match(text) if call else None
+    if m is None:
+        return text
+    ins = m["ins"].strip()
+    return f"{m['head']} -> {m['rest']}" + (f"  · {ins}" if ins else "")
 
 
 class Timeline(ScrollView, can_focus=True):
@@ -182,5 +202,8 @@ class Timeline(ScrollView, can_focus=True):
         gutter = mark + " "
         if self.files > 1:
             gutter = f"{self.rows.file[row] + 1:>2} " + gutter
-        segments = [Segment(gutter + self.rows.text(row), style)]
+        text = self.rows.text(row)
+        if width < NARROW:
+            text = compact(text, self.rows.kind[row] == CALL)
+        segments = [Segment(gutter + text, style)]
         return Strip(segments).crop_extend(scroll_x, scroll_x + width, style)

@@ -330,6 +330,38 @@ def card_send(apdus: tuple[str, ...], script: str | None, reader: str | None,
         _fail(str(e))
 
 
+@card.command("replay")
+@click.argument("trace", type=str)
+@click.option("-r", "--reader", type=str, default=None,
+              help="Reader index or name (default: the first with a card).")
+@click.option("--pin-env", type=str, default=None, metavar="VAR",
+              help="The PIN for recorded VERIFY commands (else they are not sent).")
+@click.option("--dry-run", is_flag=True, help="Show what would be sent; touch no card.")
+@click.option("--allow-changes", is_flag=True, help="Also send commands that write to the card.")
+@click.option("-o", "--output", type=str, default="pkspy-card-replay.txt", show_default=True,
+              help="The replay's exchanges, redacted, as hex APDU text (mode 0600).")
+@click.option("--all", "all_rows", is_flag=True,
+              help="Show every exchange after the first divergence.")
+def card_replay(trace: str, reader: str | None, pin_env: str | None, dry_run: bool,
+                allow_changes: bool, output: str, all_rows: bool) -> None:
+    """Send the command APDUs of TRACE to a card again; compare status words and data."""
+    from pkspy.replay import card as card_replayer
+
+    if redacted_copy.same_file(trace, output):
+        _fail(f"{output}: is the trace; write the replay somewhere else")
+    try:
+        if allow_changes and not dry_run and not card_replayer.confirm_changes(trace, sys.stderr):
+            _fail("commands that write to the card need a confirmation on a terminal; "
+                  "nothing was sent")
+        steps, live_reader = card_replayer.run(trace, reader, pin_env, allow_changes, dry_run,
+                                               output)
+    except (SourceError, card_replayer.CardReplayError) as e:
+        _fail(str(e))
+        return
+    click.echo(card_replayer.render(steps, trace, live_reader, output, all_rows))
+    sys.exit(1 if card_replayer.first_divergence(steps) else 0)
+
+
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("codes", nargs=-1, required=True)
 @click.option("--namespace", type=click.Choice([*explain_report.NAMESPACES, "iso7816"],

@@ -75,10 +75,23 @@ def identities(steps: list[planning.Step]) -> dict[int, dict[int, bytes]]:
     return out
 
 
+OPERATIONS = ("Sign", "Verify", "Encrypt", "Decrypt", "Digest")
+
+
+def _operation(call: Pkcs11Call) -> str | None:
+    """Sign for C_SignInit / C_Sign / C_SignUpdate / C_SignFinal, and so on."""
+    fn = call.function or ""
+    for op in OPERATIONS:
+        if fn in (f"C_{op}Init", f"C_{op}", f"C_{op}Update", f"C_{op}Final"):
+            return op
+    return None
+
+
 class Executor:
     def __init__(self, lib, ll, slot: int | None,
                  identity: dict[int, dict[int, bytes]] | None = None) -> None:
         self.identity = identity or {}
+        self.no_init: dict[tuple[int, str], str] = {}  # (session, operation) -> its Init
         self.lib = lib
         self.ll = ll  # PyKCS11.LowLevel
         self.slot = slot
@@ -121,6 +134,29 @@ class Executor:
         if rec in self.slots:
             return self.slots[rec]
         raise Unmapped(f"slot 0x{rec:x}: no C_GetSlotList answer to map it by (give --slot)")
+
+    # -- operations whose Init did not run -----------------------------------------------
+
+    def note_operation(self, call: Pkcs11Call, entry: dict) -> None:
+        """Remember an operation's Init that was not made (its data calls are not made
+        either: they would only fail with CKR_OPERATION_NOT_INITIALIZED)."""
+        op = _operation(call)
+        s = call.arg("hSession")
+        if op is None or not call.function.endswith("Init") or s is None:
+            return
+        if entry.get("status") == "ran":
+            self.no_init.pop((s.value, op), None)
+        else:
+            self.no_init[(s.value, op)] = f"#{call.seq} {call.function}"
+
+    def check_operation(self, call: Pkcs11Call) -> None:
+        op = _operation(call)
+        s = call.arg("hSession")
+        if op is None or call.function.endswith("Init") or s is None:
+            return
+        init = self.no_init.get((s.value, op))
+        if init is not None:
+            raise Unmapped(f"its {init} was not replayed")
 
     # -- building arguments ------------------------------------------------------------
 
@@ -442,6 +478,7 @@ def execute(the_plan: planning.Plan, module: str, slot: int | None) -> dict:
         steps.append(entry)
         if step.action != planning.RUN:
             entry["status"] = step.action
+            ex.note_operation(step.call, entry)
             continue
         if fn == "C_Initialize" and loaded_for is None:
             loaded_for = i
@@ -456,11 +493,14 @@ def execute(the_plan: planning.Plan, module: str, slot: int | None) -> dict:
             entry.update(status="merged", reason="PyKCS11 makes it inside the next step's call")
             continue
         try:
+            ex.check_operation(step.call)
             rv = ex.run(i, step, i > 0 and the_plan.steps[i - 1].merged)
         except Unmapped as e:
             entry["reason"] = str(e)
+            ex.note_operation(step.call, entry)
             continue
         entry.update(status="ran", rv=int(rv) & 0xFFFFFFFF)
+        ex.note_operation(step.call, entry)
         if i > 0 and the_plan.steps[i - 1].merged and fn == "C_GetSlotList":
             steps[i - 1].update(status="ran", rv=int(rv) & 0xFFFFFFFF, reason=None)
     if loaded_for is None and load_rv == 0:

@@ -149,8 +149,6 @@ def _reason(call: Pkcs11Call) -> tuple[str, str | None]:
         return SKIP, "made by the library loader; the replay's own load makes it"
     if fn in PIN_NEEDED:
         return SKIP, f"needs {PIN_NEEDED[fn]}, redacted in the trace"
-    if fn not in SUPPORTED:
-        return SKIP, f"{fn} is not replayed by pkspy"
     if fn == "C_Login":
         if _rv_name(call) in PIN_FAILURES:
             return SKIP, f"the recorded login failed ({_rv_name(call)}): pkspy does not " \
@@ -161,6 +159,8 @@ def _reason(call: Pkcs11Call) -> tuple[str, str | None]:
     secret = secret_in(call)
     if secret is not None:
         return SKIP, f"needs {secret}, redacted in the trace"
+    if fn not in SUPPORTED:
+        return SKIP, f"{fn} is not replayed by pkspy"
     mech = call.arg("pMechanism")
     if mech is not None:
         problem = mechanism_problem(mech)

@@ -230,3 +230,102 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr
     assert "Traceback" not in r.stderr
+
+
+def _on_terminal(argv: list[str], env: dict, answers: list[tuple[str, str]]) -> tuple[int, str]:
+    """Run argv with a pseudo-terminal as its controlling terminal; answer each prompt
+    (text to wait for, line to type); everything the terminal showed, and the exit code."""
+    import fcntl
+    import pty
+    import select
+    import termios
+
+    parent, child = pty.openpty()
+
+    def own_terminal() -> None:
+        os.setsid()
+        fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+    p = subprocess.Popen(argv, stdin=child, stdout=child, stderr=child, env=env, cwd=ROOT,
+                         preexec_fn=own_terminal)
+    os.close(child)
+    seen, pending = b"", list(answers)
+    while True:
+        ready, _, _ = select.select([parent], [], [], 60)
+        if not ready:
+            p.kill()
+            raise AssertionError(f"no output for 60 s; so far: {seen.decode(errors='replace')}")
+        try:
+            chunk = os.read(parent, 4096)
+        except OSError:  # the other side closed
+            break
+        if not chunk:
+            break
+        seen += chunk
+        if pending and pending[0][0].encode() in seen.split(b"\n")[-1]:
+            os.write(parent, pending.pop(0)[1].encode() + b"\n")
+    os.close(parent)
+    return p.wait(60), seen.decode(errors="replace")
+
+
+@needs_softhsm
+def test_the_pin_is_asked_on_the_terminal_without_echo(tokens):
+    root, envs, trace = tokens
+    out = root / "prompted.log"
+    rc, shown = _on_terminal(
+        [sys.executable, "-m", "pkspy", "replay", str(trace), "--module", SOFTHSM,
+         "-o", str(out)], envs["B"], [("User PIN for the replay: ", USER_PIN)])
+    assert rc == 0, shown
+    assert "No divergence" in shown
+    assert not [f for f in secret_forms(USER_PIN) if f in shown + out.read_text()]
+    assert [c.rv for c in _calls(out) if c.function == "C_Login"] == [0]
+
+
+@needs_softhsm
+def test_changes_run_only_after_a_yes_on_the_terminal(tokens, tmp_path):
+    """The PyKCS11 fixture's key generations (token objects) made on a fresh token once
+    confirmed: its lookups then find the generated keys, until the first one for an object
+    made from redacted key material, which is never guessed."""
+    env = _token(tmp_path, "D", None)
+    argv = [sys.executable, "-m", "pkspy", "replay", str(PYKCS11_TRACE), "--process", "1",
+            "--module", SOFTHSM, "--pin-env", "REPLAY_PIN", "-o", str(tmp_path / "d.log"),
+            "--allow-changes", "--all"]
+    env = dict(env, REPLAY_PIN=USER_PIN)
+    rc, shown = _on_terminal(argv, env, [("Go on? [y/N] ", "n")])
+    assert rc == 2 and "nothing was replayed" in shown
+    assert not (tmp_path / "d.log").exists()
+    rc, shown = _on_terminal(argv, env, [("Go on? [y/N] ", "y")])
+    assert "#15 C_GenerateKeyPair: creates a token object" in shown  # what was asked
+    rows = _rows(shown)
+    made = [m for m, f in rows if f in ("C_GenerateKeyPair", "C_GenerateKey")]
+    assert made == ["=", "=", "="]
+    assert re.search(r"^First divergence: #34 C_FindObjects .*the lookup found 0 objects \(1 "
+                     r"object recorded\), template \{CKA_CLASS=CKO_SECRET_KEY, "
+                     r"CKA_LABEL='pkspy-known-aes'\}", shown, re.M), shown
+    assert rc == 1
+
+
+@needs_softhsm
+def test_the_pykcs11_fixture_on_a_fresh_token(tokens):
+    """Without changes allowed, nothing is generated: the first lookup that found the
+    user's new keys diverges, operations on them are skipped with their reason, and what
+    needs no key (a digest) gives the user's bytes."""
+    root, envs, _trace = tokens
+    r, out = replay(root, envs["C"], PYKCS11_TRACE, "fixture", "--process", "1", "--all")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert re.search(r"^First divergence: #22 C_FindObjects .*found 0 objects \(2 objects "
+                     r"recorded\), template \{CKA_CLASS=CKO_PRIVATE_KEY\}", r.stdout, re.M)
+    for seq, reason in ((7, "the recorded login failed (CKR_PIN_INCORRECT): pkspy does not "
+                            "replay a wrong PIN"),
+                        (15, "creates a token object: refused without --allow-changes"),
+                        (18, "needs CKA_VALUE in pTemplate (key material), redacted"),
+                        (66, "its #65 C_SignInit was not replayed"),
+                        (81, "needs pData (plaintext), redacted in the trace"),
+                        (100, "destroys an object: refused without --allow-changes")):
+        assert re.search(rf"^  #{seq} C_\w+: {re.escape(reason)}", r.stdout, re.M), seq
+    rows = dict((int(s), m) for m, s in re.findall(r"^([=≠>\-·]) #(\d+) ", r.stdout, re.M))
+    assert rows[73] == rows[74] == "="  # the digest, compared byte for byte
+    digests = [c.arg("pDigest", "out").value for c in _calls(PYKCS11_TRACE, 1) + _calls(out)
+               if c.function == "C_Digest" and isinstance(c.arg("pDigest", "out").value, bytes)]
+    assert len(digests) == 2 and digests[0] == digests[1]
+    assert not [f for f in secret_forms(USER_PIN) if f in r.stdout + out.read_text()]

@@ -2,12 +2,18 @@
 
 from __future__ import annotations
 
+from pkspy import fastscan
 from pkspy.analysis import Analysis
 from pkspy.pipeline import open_events
 
 
-def summarize(path: str, fmt: str | None = None) -> dict:
+def summarize(path: str, fmt: str | None = None, parallel: bool = True) -> dict:
+    """``parallel``: a large pkcs11-spy log is read on every core (the same result)."""
     fmt, events = open_events(path, fmt=fmt)
+    fast = fastscan.summarize(path, fmt) if parallel else None
+    if fast is not None:
+        events.close()
+        return fast
     analysis = Analysis(format=fmt)
     for event in events:
         analysis.add(event)

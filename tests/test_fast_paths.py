@@ -1,0 +1,137 @@
+"""The parallel summary (pkspy/fastscan.py) gives what the sequential full decoder gives.
+
+No timings here: the benchmark (benchmarks/bench.py) measures speed. These
+tests cut real traces into many small chunks, so every cut, merge and check of
+the parallel path runs on fixtures, and compare the result with the sequential
+summary to the byte.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+
+import pytest
+from conftest import ROOT, SPY_TRACES, fixture_secret_forms
+
+from pkspy import fastscan
+from pkspy.analysis import Analysis
+from pkspy.pipeline import open_events
+from pkspy.report import summary
+
+FIXTURES = sorted(p for p in (ROOT / "fixtures").glob("*/*")
+                  if p.is_file() and p.suffix not in (".json", ".md", ".py"))
+SPY_TOOL = ROOT / "fixtures/pkcs11-spy/softhsm2-pkcs11-tool.log"
+SPY_THREADS = ROOT / "fixtures/pkcs11-spy/softhsm2-threads.log"
+SPY_PYKCS11 = ROOT / "fixtures/pkcs11-spy/softhsm2-pykcs11.log"
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("bench", ROOT / "benchmarks/bench.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def renumbered(sources: list[Path], runs: int, target: Path) -> Path:
+    """Each source ``runs`` times, renumbered as new runs the way the benchmark does."""
+    bench = _bench()
+    with open(target, "wb") as f:
+        for n in range(runs):
+            for src in sources:
+                f.write(bench.Renumber("pkcs11-spy", src.read_bytes()).run(n))
+    return target
+
+
+def sequential(path: Path) -> str:
+    return json.dumps(summary.summarize(str(path), parallel=False))
+
+
+def parallel(path: Path, pieces: int, stats: dict | None = None) -> str:
+    fmt, events = open_events(str(path))
+    events.close()
+    result = fastscan.summarize(str(path), fmt, workers=2, pieces=pieces, stats=stats)
+    assert result is not None, "fell back to the sequential path"
+    return json.dumps(result)
+
+
+@pytest.mark.parametrize("trace", FIXTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_every_fixture_summary_is_the_full_decoders(trace: Path) -> None:
+    """pkcs11-spy logs with two runs or more are cut; every other trace is read whole."""
+    fmt, events = open_events(str(trace))
+    events.close()
+    fast = fastscan.summarize(str(trace), fmt, workers=2, pieces=64)
+    runs = sum(1 for line in trace.read_bytes().splitlines()
+               if fastscan.BANNER_BYTES.match(line))
+    if fmt == fastscan.FORMAT and runs >= 2:
+        assert fast is not None
+        assert json.dumps(fast) == sequential(trace)
+    else:
+        assert fast is None  # the sequential decoder's result, not a partial one
+
+
+@pytest.fixture(scope="module")
+def every_spy_fixture(tmp_path_factory) -> tuple[Path, str]:
+    trace = renumbered(SPY_TRACES, 2, tmp_path_factory.mktemp("fast") / "all.log")
+    return trace, sequential(trace)
+
+
+@pytest.mark.parametrize("pieces", [3, 17, 1000])
+def test_renumbered_concatenation_of_every_spy_fixture(every_spy_fixture, pieces: int) -> None:
+    trace, expected = every_spy_fixture
+    assert len(fastscan.cut(str(trace), trace.stat().st_size, pieces)) > 2
+    assert parallel(trace, pieces) == expected
+
+
+def test_secrets_learned_in_a_later_run_are_read_again(tmp_path: Path,
+                                                       monkeypatch) -> None:
+    """Runs with other PINs after the first chunk: the chunks after them are read
+    again with what was learned before them, and no PIN shows in any form."""
+    trace = renumbered([SPY_PYKCS11, SPY_TOOL, SPY_THREADS], 2, tmp_path / "mixed.log")
+    monkeypatch.setattr(fastscan, "FIRST_CHUNK", 1)  # chunk 0 is the first run only
+    stats: dict = {}
+    out = parallel(trace, 40, stats)
+    assert out == sequential(trace)
+    assert stats["read_again"] > 0
+    for src in (SPY_PYKCS11, SPY_TOOL, SPY_THREADS):
+        for form in fixture_secret_forms(src):
+            assert form not in out
+
+
+def test_calls_before_the_first_banner(tmp_path: Path) -> None:
+    """A log whose first run lost its banner: the parser numbers that run 0 and
+    the next banner 1, which the byte count of banners alone would not say."""
+    data = renumbered([SPY_TOOL], 3, tmp_path / "x.log").read_bytes()
+    first = fastscan.BANNER_BYTES.search(data)
+    trace = tmp_path / "headless.log"
+    trace.write_bytes(data[:first.start()] + data[data.index(b"\n", first.start()) + 1:])
+    assert parallel(trace, 50) == sequential(trace)
+
+
+def test_a_record_cut_short_by_the_next_run(tmp_path: Path) -> None:
+    """A run that ends inside a call record: the next run's banner ends the record
+    as torn, and that banner is where the chunk is cut."""
+    one = SPY_TOOL.read_bytes()
+    cut_at = one.index(b"Returned:", len(one) // 2)
+    trace = tmp_path / "cut.log"
+    trace.write_bytes(one[:cut_at] + one + one[:cut_at] + one)
+    out = json.loads(parallel(trace, 1000))
+    assert out["incomplete_records"] >= 2
+    assert json.dumps(out) == sequential(trace)
+
+
+def test_a_process_in_two_chunks_is_not_merged() -> None:
+    a, b = Analysis(format="pkcs11-spy"), Analysis(format="pkcs11-spy")
+    a.objects[(3, 1)] = {"handle": "0x1"}
+    b.objects[(3, 1)] = {"handle": "0x1"}
+    with pytest.raises(fastscan.NotMergeable):
+        fastscan.merge([a, b])
+
+
+def test_statistics_add_up() -> None:
+    a, b = Analysis(format="opensc-debug"), Analysis(format="opensc-debug")
+    a.apdu_stats["SELECT"] = {"count": 2, "failed": 1, "total_ms": 3.5, "max_ms": 2.0}
+    b.apdu_stats["SELECT"] = {"count": 1, "failed": 0, "total_ms": 4.25, "max_ms": 4.25}
+    assert fastscan.merge([a, b]).apdu_stats["SELECT"] == {
+        "count": 3, "failed": 1, "total_ms": 7.75, "max_ms": 4.25}

@@ -43,10 +43,14 @@ def finish_call(call: Pkcs11Call, classes: dict[int, int],
         what = secrets.get((call.function or "", arg.name))
         if what and arg.kind == "buffer":
             arg.secret = what
-    _check_lengths(call)
-    if not call.torn:
-        _learn_classes(call, classes)
-    _mark_secrets(call, classes)
+    try:
+        _check_lengths(call)
+        if not call.torn:
+            _learn_classes(call, classes)
+        _mark_secrets(call, classes)
+    except (ValueError, TypeError, AttributeError, KeyError) as e:
+        # a value of a shape these checks do not expect: the call is kept, and says so
+        call.problems.append(f"checks not done: {type(e).__name__}: {e}")
 
 
 def extend(item: Arg | Attribute, idx: int) -> None:

@@ -288,6 +288,8 @@ def _param(call: Pkcs11Call, direction: str | None, name: str, value: str, idx: 
         arg.length = None if m.group(1) == "?" else int(m.group(1))
         arg.kind = ("template" if rest == "NONE" else LIST_KIND_BY_NAME.get(name, "buffer")
                     if rest == "NO-VALUES" else "buffer")
+        if rest == "NONE":
+            arg.value = []  # a NULL template (find everything)
         return arg
     m = PREFIXED.match(value)
     if m:

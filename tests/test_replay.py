@@ -329,3 +329,39 @@ def test_the_pykcs11_fixture_on_a_fresh_token(tokens):
                if c.function == "C_Digest" and isinstance(c.arg("pDigest", "out").value, bytes)]
     assert len(digests) == 2 and digests[0] == digests[1]
     assert not [f for f in secret_forms(USER_PIN) if f in r.stdout + out.read_text()]
+
+
+# A program that opens its session with a Notify callback (ctypes, straight at the spy's
+# exported functions): the callback is the application's and cannot be replayed.
+NOTIFY_PROGRAM = """
+import ctypes, sys
+lib = ctypes.CDLL(sys.argv[1])
+notify = ctypes.CFUNCTYPE(ctypes.c_ulong, ctypes.c_ulong, ctypes.c_ulong, ctypes.c_void_p)(
+    lambda session, event, app: 0)
+assert lib.C_Initialize(None) == 0
+slots, count = (ctypes.c_ulong * 8)(), ctypes.c_ulong(8)
+assert lib.C_GetSlotList(ctypes.c_ubyte(1), slots, ctypes.byref(count)) == 0
+h = ctypes.c_ulong()
+assert lib.C_OpenSession(ctypes.c_ulong(slots[0]), ctypes.c_ulong(4), None, notify,
+                         ctypes.byref(h)) == 0
+assert lib.C_CloseSession(h) == 0
+assert lib.C_Finalize(None) == 0
+"""
+
+
+@needs_softhsm
+def test_a_session_with_a_notify_callback_is_not_replayed(tokens):
+    root, envs, _trace = tokens
+    trace = root / "user-notify.log"
+    r = subprocess.run([sys.executable, "-c", NOTIFY_PROGRAM, SPY], capture_output=True,
+                       timeout=60, stdin=subprocess.DEVNULL,
+                       env=dict(envs["A"], PKCS11SPY=SOFTHSM, PKCS11SPY_OUTPUT=str(trace)))
+    assert r.returncode == 0, r.stderr.decode()
+    r, _out = replay(root, envs["B"], trace, "notify", "--all")
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert re.search(r"^  #\d+ C_OpenSession: the application passed a Notify callback, which "
+                     r"pkspy cannot give$", r.stdout, re.M), r.stdout
+    assert re.search(r"^  #\d+ C_CloseSession: session 0x\w+ was not opened in the replay$",
+                     r.stdout, re.M)
+    assert [f for m, f in _rows(r.stdout) if m == "="] == [
+        "C_Initialize", "C_GetSlotList", "C_Finalize"]

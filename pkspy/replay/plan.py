@@ -47,6 +47,7 @@ CREATES = {"C_CreateObject": ("pTemplate",), "C_GenerateKey": ("pTemplate",),
 # was wrong, and a wrong PIN on purpose would spend the token's retries.
 PIN_FAILURES = {"CKR_PIN_INCORRECT", "CKR_PIN_INVALID", "CKR_PIN_LEN_RANGE",
                 "CKR_PIN_EXPIRED", "CKR_PIN_LOCKED"}
+NULL_POINTERS = {"(nil)", "null", "0", "0x0", "00000000", "0000000000000000", "none"}
 PIN_NEEDED = {"C_InitToken": "the SO PIN", "C_InitPIN": "the new user PIN",
               "C_SetPIN": "the old and new PINs"}
 
@@ -156,6 +157,9 @@ def _reason(call: Pkcs11Call) -> tuple[str, str | None]:
         return RUN, None
     if fn == "C_Initialize":
         return RUN, None
+    notify = call.arg("Notify")
+    if notify is not None and str(notify.value).strip().lower() not in NULL_POINTERS:
+        return SKIP, "the application passed a Notify callback, which pkspy cannot give"
     secret = secret_in(call)
     if secret is not None:
         return SKIP, f"needs {secret}, redacted in the trace"

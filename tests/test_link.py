@@ -4,12 +4,13 @@ checked against the card's own journal of what it received in each run."""
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import datetime, timedelta
 from itertools import pairwise
 from pathlib import Path
 
-from conftest import ROOT, expected
+from conftest import ROOT, expected, pkspy
 
 from pkspy.link import link, link_paths
 from pkspy.model import ApduExchange, DebugLine, Pkcs11Call
@@ -146,3 +147,50 @@ def test_a_debug_log_of_another_run_links_nothing() -> None:
     spy = ROOT / "fixtures" / "pkcs11-spy" / "pkcs11-spy-0.24.0-softhsm2.log"
     calls = [e for e in open_events(str(spy))[1] if isinstance(e, Pkcs11Call)]
     assert link(calls, open_events(str(DEBUG))[1]) == {}
+
+
+def test_export_md_lists_each_call_with_its_apdus_under_it() -> None:
+    truth = expected(SPY)
+    r = pkspy("export", "-f", "md", str(SPY), str(DEBUG))
+    assert r.returncode == 0, r.stderr
+    md = r.stdout.decode()
+    section = md.split("## Calls where something failed, and what they did (debug.log)")[1]
+    rows = [line for line in section.split("\n## ")[0].splitlines() if line.startswith("| ")]
+    calls, links = _linked()
+    by_line = {c.line: c for c in calls}
+    current, seen, apdus = None, [], 0
+    for row in rows[1:]:
+        call, debug_line, what = (c.strip() for c in row.strip("|").split(" | "))
+        if call:
+            current = int(re.search(r"\(line (\d+)\)$", call)[1])
+            assert by_line[current].function in call
+        elif debug_line:
+            seen.append((current, int(debug_line)))
+            apdus += "APDU" in what
+    # every SW the card gave was an error, so every call that reached the card is listed
+    assert all(sw.startswith("6") for run in truth["runs"] for sw in run["status_words"])
+    assert seen == [(line, e.line) for line, events in sorted(links.items()) for e in events]
+    assert apdus == truth["apdus"]
+    assert "C_GetTokenInfo → CKR_TOKEN_NOT_RECOGNIZED" in section
+
+
+def test_export_jsonl_names_linked_events_both_ways() -> None:
+    r = pkspy("export", "-f", "jsonl", str(SPY), str(DEBUG))
+    assert r.returncode == 0, r.stderr
+    records = [json.loads(line) for line in r.stdout.decode().splitlines()]
+    debug = {x["line"]: x for x in records if x["source"].endswith("debug.log")}
+    calls = {x["line"]: x for x in records if x["source"].endswith("spy.log")
+             and x["kind"] == "call"}
+    pointed = set()
+    for call in calls.values():
+        for link_ in call.get("links", []):
+            target = debug[link_["line"]]
+            assert target["kind"] == link_["kind"]
+            assert target["call"]["line"] == call["line"]
+            pointed.add(link_["line"])
+    assert pointed == {line for line, x in debug.items() if "call" in x}
+    assert sum(x["kind"] == "apdu" and "call" in x for x in debug.values()) == \
+        expected(SPY)["apdus"]
+    for fmt in ("text", "html"):
+        r = pkspy("export", "-f", fmt, str(SPY), str(DEBUG))
+        assert r.returncode == 0 and b"C_GetTokenInfo" in r.stdout

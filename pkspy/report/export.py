@@ -31,6 +31,8 @@ from pkspy.model import (
 from pkspy.pipeline import open_events
 from pkspy.redact import Redactor
 from pkspy.report.lines import format_event, is_shown
+from pkspy.report.links import Links, json_fields, pair, read_links
+from pkspy.report.links import table as links_table
 from pkspy.report.summary import login_changes_text, operations_text
 
 FORMATS = ("md", "text", "html", "jsonl")
@@ -53,6 +55,7 @@ class Trace:
     apdu_failures: dict[tuple[str, str], dict] = field(default_factory=dict)
     merged: bool = False  # its lines are in a merged timeline, not in its own
     sources: list[str] | None = None  # set: the merged timeline of these files, nothing else
+    links: Links | None = None  # a spy log's calls linked to a debug log given with it
 
 
 def _count_redacted(event: Event, counts: dict[str, int]) -> None:
@@ -99,6 +102,9 @@ def read_merged(paths: list[str], fmt: str | None = None) -> list[Trace]:
         _add(traces[index], event, merged.timeline, marks[index])
     merged.timeline_cut = sum(t.timeline_cut for t in traces)
     merged.timeline[:0] = [f"-- {n}" for n in notices]
+    both = pair(paths, formats)
+    if both is not None:
+        traces[paths.index(both[0])].links = read_links(*both)
     return [*traces, merged]
 
 
@@ -218,6 +224,14 @@ def sections(t: Trace) -> list[Section]:
     failures = _failures(t)
     out.append(Section("What failed", items=failures,
                        paragraphs=[] if failures else ["Nothing failed."]))
+    if t.links is not None:
+        header, rows, left = links_table(t.links)
+        note = [f"{left} more calls are not listed."] if left else []
+        debug = Path(t.links.debug).name
+        out.append(Section(f"Calls where something failed, and what they did ({debug})",
+                           paragraphs=[*note] if rows else ["No call failed or caused a "
+                                                            "failure in the card or OpenSC."],
+                           table=(header, rows) if rows else None))
     if s["logins"]:
         rows = [[str(x["process"]), f"#{x['seq']}", str(x["user_type"]),
                  str(x.get("pin_length") or "?"), str(x["result"])] for x in s["logins"]]
@@ -359,9 +373,14 @@ def render_html(traces: list[Trace]) -> str:
 def write_jsonl(paths: list[str], out: TextIO, fmt: str | None = None) -> None:
     """One JSON object per event, each naming its source file; several files are
     merged by time."""
-    _formats, events = open_merged(paths, fmt=fmt)
-    for _index, event in events:
-        out.write(json.dumps(to_json(event), ensure_ascii=False) + "\n")
+    formats, events = open_merged(paths, fmt=fmt)
+    both = pair(paths, formats)
+    links = read_links(*both) if both is not None else None
+    for index, event in events:
+        record = to_json(event)
+        if links is not None:
+            record.update(json_fields(links, paths[index], event))
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def export(paths: list[str], fmt: str, out: TextIO, trace_format: str | None = None) -> None:

@@ -138,6 +138,28 @@ def test_same_keys_give_the_same_results_call_by_call(tokens):
     assert len(sig) == 2 and sig[0] == sig[1] and len(sig[0]) == 256
     text = r.stdout + r.stderr + out.read_text()
     assert not [f for f in secret_forms(USER_PIN) if f in text]
+    # the replay's trace is a trace like any other for pkspy's other commands
+    s = subprocess.run([sys.executable, "-m", "pkspy", "summary", "--json", str(out)],
+                       capture_output=True, text=True, cwd=ROOT, timeout=60)
+    assert s.returncode == 0, s.stderr
+    assert '"processes": 1' in s.stdout and '"unparsed_lines": 0' in s.stdout
+
+
+@needs_softhsm
+def test_slot_and_until(tokens):
+    root, envs, trace = tokens
+    r, out = replay(root, envs["B"], trace, "slot", "--slot", "12345", "--until", "5")
+    assert r.returncode == 1, r.stdout + r.stderr
+    recorded = [c for c in _calls(trace, 0) if c.seq is not None and c.seq <= 5]
+    assert _rows(r.stdout)[-1] == (">", "C_GetSlotInfo")
+    assert re.search(r"^First divergence: #\d+ C_GetSlotInfo .*: CKR_OK was recorded, the "
+                     r"replay got CKR_SLOT_ID_INVALID", r.stdout, re.M), r.stdout
+    # nothing after --until was made; the replay still finalized the module
+    live = _calls(out)
+    assert [c.function for c in live[:-1]] == [c.function for c in recorded]
+    assert live[-1].function == "C_Finalize" and "C_Finalize" not in [c.function for c in recorded]
+    slot = [c.arg("slotID").value for c in live if c.function == "C_GetSlotInfo"]
+    assert slot == [12345]
 
 
 @needs_softhsm

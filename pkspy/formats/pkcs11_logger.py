@@ -281,6 +281,7 @@ class Pkcs11LoggerParser:
         call.incomplete = incomplete
         call.raw_lines = t.lines
         _tidy_lines(call)
+        _tidy_args(call)
         call.seq = self._seq[t.process] = self._seq.get(t.process, 0) + 1
         finish_call(call, self._classes.setdefault(t.process, {}), SECRET_BUFFERS)
         out.append(call)
@@ -308,8 +309,12 @@ class Pkcs11LoggerParser:
         depth = len(indent)
         if t.attr is not None and t.template is not None and depth == 3:
             return self._attribute_line(t, t.attr, star, name, value, vcol, idx)
-        if depth == 1:
+        if depth == 1 or (depth == 2 and star and index is not None):
+            # C_FindObjects prints its handle array one level deeper ("  *phObject[i]")
             t.attr = None
+            if t.direction == "in" and index is not None and t.target is not None:
+                extend(t.target, idx)  # the buffer before the call: whatever was in it
+                return True
             return self._arg_line(t, call, star, name, index, value, vcol, idx)
         target = t.target
         if target is None:
@@ -477,6 +482,21 @@ class Pkcs11LoggerParser:
                 attr, data, idx, start, start + len(value) - 5)
             return True
         return name == "pValue"
+
+
+def _tidy_args(call: Pkcs11Call) -> None:
+    """One argument per name where the logger printed a pointer and then what it holds.
+
+    C_FindObjects prints all ulMaxObjectCount slots of its array: only the
+    first *pulObjectCount are handles found.
+    """
+    lists = {a.name for a in call.args if a.kind in ("objects", "slots", "mechanisms")}
+    call.args = [a for a in call.args if not (a.kind == "pointer" and a.name in lists)]
+    found = _find(call, "phObject", "out")
+    count = _find(call, "*pulObjectCount", "out")
+    if (found is not None and isinstance(found.value, list) and count is not None
+            and isinstance(count.value, int)):
+        found.value = found.value[:count.value]
 
 
 def _typed(attr: Attribute, data: bytes, idx: int, start: int, end: int) -> object:

@@ -65,7 +65,9 @@ def _token(root: Path, name: str, keys: Path | None) -> dict:
 
 @pytest.fixture(scope="module")
 def tokens(tmp_path_factory):
-    """Tokens A and B with the same RSA key pair, C without it, and a trace made on A."""
+    """Tokens A and B with the same RSA key pair, C without it, and a trace made on A:
+    0 a PKCS#1 v1.5 signature, 1 a PyKCS11 listing, 2 and 3 an RSA-PSS signature and its
+    verification (pkcs11-tool)."""
     if not (SPY and SOFTHSM and TOOL and OPENSSL):
         pytest.skip("needs softhsm2, opensc-pkcs11, opensc and openssl")
     root = tmp_path_factory.mktemp("replay")
@@ -82,7 +84,11 @@ def tokens(tmp_path_factory):
     spy_env = dict(envs["A"], PKCS11SPY=SOFTHSM, PKCS11SPY_OUTPUT=str(trace))
     sign = [TOOL, "--module", SPY, "--login", "--pin", USER_PIN, "--sign", "-m",
             "SHA256-RSA-PKCS", "--id", "07", "-i", str(data), "-o", str(root / "sig.bin")]
-    for argv in (sign, [sys.executable, "-c", LISTER, SPY, USER_PIN]):
+    pss = [TOOL, "--module", SPY, "--login", "--pin", USER_PIN, "-m", "SHA256-RSA-PKCS-PSS",
+           "--id", "07", "-i", str(data)]
+    for argv in (sign, [sys.executable, "-c", LISTER, SPY, USER_PIN],
+                 [*pss, "--sign", "-o", str(root / "pss.sig")],
+                 [*pss, "--verify", "--signature-file", str(root / "pss.sig")]):
         r = subprocess.run(argv, env=spy_env, capture_output=True, timeout=60,
                            stdin=subprocess.DEVNULL)
         assert r.returncode == 0, r.stderr.decode()
@@ -387,3 +393,22 @@ def test_a_session_with_a_notify_callback_is_not_replayed(tokens):
                      r.stdout, re.M)
     assert [f for m, f in _rows(r.stdout) if m == "="] == [
         "C_Initialize", "C_GetSlotList", "C_Finalize"]
+
+
+@needs_softhsm
+def test_rsa_pss_parameters_are_rebuilt_from_the_trace(tokens):
+    root, envs, trace = tokens
+    for process in ("2", "3"):
+        r, out = replay(root, envs["B"], trace, f"pss{process}", "--process", process)
+        assert r.returncode == 0, r.stdout + r.stderr
+        rows = _rows(r.stdout)
+        assert ("=", "C_SignInit" if process == "2" else "C_VerifyInit") in rows
+        assert ("=", "C_Sign" if process == "2" else "C_Verify") in rows
+        init = [c for c in _calls(out) if c.function in ("C_SignInit", "C_VerifyInit")]
+        recorded = [c for c in _calls(trace, int(process)) if c.function == init[0].function]
+        params = [[(p.name, p.value) for p in c.arg("pMechanism").value.params]
+                  for c in (init[0], recorded[0])]
+        assert params[0] == params[1] == [
+            ("pMechanism->pParameter->hashAlg", "CKM_SHA256"),
+            ("pMechanism->pParameter->mgf", "CKG_MGF1_SHA256"),
+            ("pMechanism->pParameter->sLen", 32)]

@@ -187,6 +187,14 @@ class Executor:
     def mechanism(self, call: Pkcs11Call):
         arg = call.arg("pMechanism")
         m = arg.value  # type: ignore[union-attr]  (the plan checked it)
+        rebuilt = planning.structured(m) if m.params else None
+        if rebuilt is not None:
+            import PyKCS11
+
+            kind, values = rebuilt
+            wrapper = {"RSA_PSS": PyKCS11.RSA_PSS_Mechanism}[kind](m.type, *values)
+            self._keep = wrapper  # the native mechanism points into it
+            return wrapper.to_native()
         mech = self.ll.CK_MECHANISM()
         mech.mechanism = m.type
         if m.params and isinstance(m.params[0].value, bytes) and m.params[0].value:

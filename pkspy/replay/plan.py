@@ -129,7 +129,35 @@ def mechanism_problem(mech: Arg | None) -> str | None:
         if isinstance(p.value, bytes) and len(p.value) == (p.length or 0):
             return None
         return f"{m.name}: parameter not dumped in full"
+    if structured(m) is not None:
+        return None
     return f"{m.name}: a structured parameter ({params[0].name}) pkspy does not rebuild"
+
+
+# Structured parameters rebuilt from the fields the spy prints, by the set of their names:
+# (what it is, the fields in the order PyKCS11's wrapper takes them).
+STRUCTURED = {
+    frozenset({"hashAlg", "mgf", "sLen"}): ("RSA_PSS", ("hashAlg", "mgf", "sLen")),
+}
+
+
+def structured(m: Mechanism) -> tuple[str, list[int]] | None:
+    """(kind, field values) of a parameter pkspy rebuilds, or None."""
+    from decoders import pkcs11
+
+    fields = {p.name.removeprefix("pMechanism->pParameter->"): p.value for p in m.params}
+    entry = STRUCTURED.get(frozenset(fields))
+    if entry is None:
+        return None
+    kind, order = entry
+    values = []
+    for name in order:
+        v = fields[name]
+        n = v if isinstance(v, int) else pkcs11.value(str(v).strip())
+        if n is None:
+            return None
+        values.append(n)
+    return kind, values
 
 
 def _creates_token_object(call: Pkcs11Call) -> bool:

@@ -8,7 +8,8 @@ from html.parser import HTMLParser
 import pytest
 from conftest import ROOT, fixture_secret_forms, pkspy
 
-TRACES = sorted(p for d in ("pkcs11-spy", "opensc-debug", "pcsc-spy", "pcscd")
+TRACES = sorted(p for d in ("pkcs11-spy", "opensc-debug", "pcsc-spy", "pcscd",
+                                  "p11-kit", "pkcs11-logger")
                 for p in (ROOT / "fixtures" / d).glob("*")
                 if p.suffix in (".log", ".raw", ".txt"))
 

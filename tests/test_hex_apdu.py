@@ -177,7 +177,8 @@ def test_detection_is_strict():
 
 
 def test_other_formats_are_not_taken_for_hex():
-    traces = [p for d in ("pkcs11-spy", "opensc-debug", "pcsc-spy", "pcscd")
+    traces = [p for d in ("pkcs11-spy", "opensc-debug", "pcsc-spy", "pcscd", "p11-kit",
+                          "pkcs11-logger")
               for p in (ROOT / "fixtures" / d).iterdir()
               if p.suffix in (".log", ".raw", ".txt")]
     for trace in traces:

@@ -12,7 +12,8 @@ from conftest import ROOT
 from pkspy.pipeline import open_events
 from pkspy.sources import decode
 
-TRACES = sorted(p for d in ("pkcs11-spy", "opensc-debug", "pcsc-spy", "pcscd")
+TRACES = sorted(p for d in ("pkcs11-spy", "opensc-debug", "pcsc-spy", "pcscd",
+                                  "p11-kit", "pkcs11-logger")
                 for p in (ROOT / "fixtures" / d).glob("*")
                 if p.suffix in (".log", ".raw", ".txt") and p.name != "README.md")
 

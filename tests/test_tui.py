@@ -18,9 +18,13 @@ from pathlib import Path
 
 import pytest
 from conftest import ROOT, expected, pkspy, secret_forms
+from textual.widgets import Static
 
+from pkspy.link import link_paths
+from pkspy.merge import open_merged
+from pkspy.model import ApduExchange
 from pkspy.pipeline import open_events
-from pkspy.report.lines import format_event, is_shown
+from pkspy.report.lines import format_apdu, format_event, is_shown
 from pkspy.tui import detail
 from pkspy.tui.app import ViewerApp
 from pkspy.tui.index import open_traces
@@ -342,6 +346,59 @@ def test_several_files_in_one_timeline():
             assert app.rows.n == len(shown_rows(LOGIN_TRACE)) + len(shown_rows(second))
             assert set(app.rows.file) == {0, 1}
             assert " 1 " in screen_text(app)
+    run(go())
+
+
+LINK = ROOT / "fixtures" / "link"  # a spy log and a debug log of the same runs
+
+
+def test_two_traces_of_one_run_are_interleaved_by_time():
+    spy, debug = LINK / "spy.log", LINK / "debug.log"
+    _formats, merged = open_merged([str(spy), str(debug)])
+    order = [(i, e.line) for i, e in merged if is_shown(e)]
+
+    async def go():
+        app = app_for(spy, debug)
+        async with app.run_test(size=(120, 30)) as pilot:
+            await indexed(pilot)
+            rows = app.rows
+            assert [(rows.file[r], rows.line[r]) for r in range(rows.n)] == order
+            # interleaved, not one file after the other, each file in its own order
+            switches = sum(rows.file[r] != rows.file[r - 1] for r in range(1, rows.n))
+            assert switches > 10
+            for f in (0, 1):
+                lines = [rows.line[r] for r in range(rows.n) if rows.file[r] == f]
+                assert lines == sorted(lines)
+            assert "1:spy.log  2:debug.log" in screen_text(app)
+    run(go())
+
+
+def test_a_spy_call_shows_the_apdus_of_the_debug_log_it_caused():
+    spy, debug = LINK / "spy.log", LINK / "debug.log"
+    calls, links = link_paths(str(spy), str(debug))
+    call = next(c for c in calls if c.function == "C_GetSlotInfo" and c.line in links)
+    apdus = [e for e in links[call.line] if isinstance(e, ApduExchange)]
+    assert apdus
+
+    async def go():
+        app = app_for(spy, debug)
+        async with app.run_test(size=(120, 50)) as pilot:
+            await indexed(pilot)
+            await until(pilot, lambda: app.links is not None)
+            app.jump(app.row_at_line(0, call.line))
+            await pilot.pause()
+            screen = screen_text(app)
+            assert f"{len(links[call.line])} linked from debug.log" in screen, screen
+            shown = app.query_one("#detail-text", Static).content.plain  # all, scrolled
+            for e in apdus:  # each with its line in the debug log, the first on screen
+                line = rf"^ *{e.line} APDU {re.escape(format_apdu(e)[:40])}"
+                assert re.search(line, shown, re.M), (e.line, shown)
+            assert re.search(rf"^ *{apdus[0].line} APDU ", screen, re.M), screen
+            # and the other way: an APDU names the call it happened in
+            app.jump(app.row_at_line(1, apdus[0].line))
+            await pilot.pause()
+            assert (f"during spy.log line {call.line}: #{call.seq} C_GetSlotInfo"
+                    in screen_text(app))
     run(go())
 
 

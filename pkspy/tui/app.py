@@ -24,7 +24,17 @@ from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, Tab
 from pkspy.sources import SourceError
 from pkspy.tui import detail
 from pkspy.tui.commands import ViewCommands
-from pkspy.tui.index import NONE, Filter, Indexer, Rows, Trace, View, open_traces
+from pkspy.tui.index import (
+    NONE,
+    Filter,
+    Indexer,
+    Links,
+    Rows,
+    Trace,
+    View,
+    linked,
+    open_traces,
+)
 from pkspy.tui.widgets import panes
 from pkspy.tui.widgets.timeline import Timeline
 
@@ -48,6 +58,14 @@ class Indexed(Message):
     def can_replace(self, message: Message) -> bool:
         return (isinstance(message, Indexed) and not message.done
                 and (self.snapshot is not None or message.snapshot is None))
+
+
+class Linked(Message):
+    """A spy log's calls are linked to the APDUs of the debug log opened with it."""
+
+    def __init__(self, links: Links) -> None:
+        super().__init__()
+        self.links = links
 
 
 class IndexFailed(Message):
@@ -83,9 +101,13 @@ class ViewerApp(App):
     ]
 
     def __init__(self, traces: list[Trace], *, follow: bool = False,
-                 stop: threading.Event | None = None, reveal: bool = False) -> None:
+                 stop: threading.Event | None = None, reveal: bool = False,
+                 notices: list[str] | None = None) -> None:
         super().__init__()
         self.traces = traces
+        self.notices = notices if notices is not None else []  # filled while reading
+        self.links: Links | None = None  # a spy log's calls and the debug log's APDUs
+        self._notices_shown = 0
         self.follow = follow
         self.reveal = reveal  # the traces were opened unredacted: the banner says so
         self.rows = Rows()
@@ -138,6 +160,7 @@ class ViewerApp(App):
         self.indexer.prime(FIRST_ROWS)
         self.timeline.update_rows()
         self._status()
+        self._notices()
         # the indexer thread starts once the first screen is drawn
         self.call_after_refresh(self.run_worker, self._index, thread=True, exclusive=True,
                                 name="index")
@@ -159,8 +182,13 @@ class ViewerApp(App):
     def _index(self) -> None:
         try:
             self.indexer.run()
+            # followed traces keep growing: linked only once read to their end
+            links = None if self.follow or self.indexer.stopped else linked(self.traces)
         except (SourceError, OSError, ValueError, RuntimeError) as e:
             self.post_message(IndexFailed(f"{type(e).__name__}: {e}"))
+            return
+        if links is not None:
+            self.post_message(Linked(links))
 
     def _progress(self, done: bool) -> None:
         """Called in the indexing thread; the snapshot is taken here, where it is consistent."""
@@ -182,10 +210,23 @@ class ViewerApp(App):
         if message.snapshot is not None:
             self.snapshot = message.snapshot
             self._fill_panes()
+        self._notices()
         if message.done and not self.indexed:
             self.indexed = True
             self.indexed_at = time.monotonic() - self.started
         self._status()
+
+    def on_linked(self, message: Linked) -> None:
+        self.links = message.links
+        active = self._active_timeline()
+        if active is not None and active.row is not None:
+            self._show_detail(active.row)
+
+    def _notices(self) -> None:
+        """What the reading noticed (a trace dated from another one, a file replaced)."""
+        for text in self.notices[self._notices_shown:]:
+            self.notify(text, title="note", timeout=10, markup=False)
+        self._notices_shown = len(self.notices)
 
     def on_index_failed(self, message: IndexFailed) -> None:
         self.notify(f"indexing stopped: {message.error}", severity="error", timeout=30,
@@ -219,7 +260,7 @@ class ViewerApp(App):
         if self.needle:
             parts.append(f"/{self.needle}")
         if len(self.traces) > 1:
-            parts.append("  ".join(f"{i}:{t.path}" for i, t in enumerate(self.traces, 1)))
+            parts.append("  ".join(f"{i}:{t.label}" for i, t in enumerate(self.traces, 1)))
         else:
             parts.append(f"{self.traces[0].path} ({self.traces[0].format})")
         if not self.indexer.caught_up:
@@ -238,8 +279,16 @@ class ViewerApp(App):
         if not self.query("#detail-text"):  # the app is closing
             return
         event = self.rows.event(row)
-        name = self.traces[self.rows.file[row]].path if len(self.traces) > 1 else None
-        text = detail.render(event, name)
+        file = self.rows.file[row]
+        name = self.traces[file].label if len(self.traces) > 1 else None
+        links, extra = self.links, {}
+        if links is not None and file == links.spy:
+            extra = {"linked": links.of_call.get(event.line),
+                     "linked_from": self.traces[links.debug].label}
+        elif links is not None and file == links.debug:
+            extra = {"during": links.call_of.get(event.line),
+                     "linked_from": self.traces[links.spy].label}
+        text = detail.render(event, name, **extra)
         self.query_one("#detail-text", Static).update(detail.monochrome(text) if self.no_color
                                                       else text)
         self.query_one("#detail", VerticalScroll).scroll_home(animate=False)
@@ -441,5 +490,7 @@ def run(paths: list[str], fmt: str | None = None, follow: bool = False,
     for path in paths if follow else ():
         if not os.path.exists(path) or os.path.getsize(path) == 0:
             print(f"pkspy: waiting for {path} to get a trace (Ctrl+C stops)", file=sys.stderr)
-    traces = open_traces(paths, fmt=fmt, follow=follow, stop=stop.is_set, reveal=reveal)
-    ViewerApp(traces, follow=follow, stop=stop, reveal=reveal).run()
+    notices: list[str] = []
+    traces = open_traces(paths, fmt=fmt, follow=follow, stop=stop.is_set, reveal=reveal,
+                         notices=notices)
+    ViewerApp(traces, follow=follow, stop=stop, reveal=reveal, notices=notices).run()

@@ -24,7 +24,7 @@ from pkspy.model import (
     Redacted,
     Unparsed,
 )
-from pkspy.report.lines import format_apdu, result_text
+from pkspy.report.lines import format_apdu, format_debug, result_text
 
 KINDS = {"call": "PKCS#11 call", "apdu": "APDU exchange", "pcsc": "PC/SC call",
          "debug": "OpenSC log line", "process": "process start", "unparsed": "not parsed"}
@@ -175,8 +175,26 @@ def monochrome(text: Text) -> Text:
     return text
 
 
-def render(event: Event, file: str | None = None) -> Text:
-    """Everything pkspy knows about one event, then its raw lines."""
+def _linked(out: Text, events: list[Event], where: str) -> None:
+    """The debug log's APDUs and failures a call caused, with their line numbers."""
+    out.append(f"{len(events)} linked from {where}\n", style="bold")
+    width = len(str(max(e.line for e in events)))
+    for e in events[:RAW_SHOWN]:
+        text = (f"APDU {format_apdu(e)}" if isinstance(e, ApduExchange)
+                else format_debug(e) if isinstance(e, DebugLine) else e.kind)
+        failed = (isinstance(e, ApduExchange) and e.sw is not None
+                  and not iso7816.status_word(e.sw).ok) or isinstance(e, DebugLine)
+        out.append(f"{e.line:>{width}} ", style="dim")
+        out.append(text + "\n", style="red" if failed else "")
+    if len(events) > RAW_SHOWN:
+        out.append(f"… {len(events) - RAW_SHOWN} more\n", style="dim")
+
+
+def render(event: Event, file: str | None = None, linked: list[Event] | None = None,
+           linked_from: str = "", during: Pkcs11Call | None = None) -> Text:
+    """Everything pkspy knows about one event, then its raw lines. ``linked``: the
+    APDUs and failures of another trace (``linked_from``) this call caused;
+    ``during``: the call of another trace this event happened in."""
     out = Text(no_wrap=False)
     where = f"{file}:" if file else "line "
     span = f"{event.line}" + (f"-{event.end_line}" if event.end_line != event.line else "")
@@ -189,6 +207,11 @@ def render(event: Event, file: str | None = None) -> Text:
         head.append(event.time)
     out.append("  ".join(head) + "\n", style="dim")
     _body(out, event)
+    if during is not None:
+        out.append(f"  during {linked_from} line {during.line}: #{during.seq} "
+                   f"{during.function} -> {result_text(during)}\n", style="bold")
+    if linked:
+        _linked(out, linked, linked_from)
     numbers = event.source_lines() if hasattr(event, "source_lines") else list(
         range(event.line, event.line + len(event.raw)))
     if event.raw:

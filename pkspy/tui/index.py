@@ -24,12 +24,18 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from pkspy.analysis import Analysis
+from pkspy.formats.opensc_debug import OpenscDebugParser
+from pkspy.formats.spy import SpyParser
+from pkspy.link import link_paths
+from pkspy.merge import labels, open_merged
 from pkspy.model import ApduExchange, Event, PcscCall, Pkcs11Call, ProcessStart, Unparsed
 from pkspy.pipeline import CAUGHT_UP, open_events
 from pkspy.report.lines import format_event, is_failure, is_shown
 
 BLOCK = 256
 CACHED_BLOCKS = 16
+# Linking reads a spy log and a debug log again, all in memory: not past this.
+LINK_MAX_BYTES = 200_000_000
 
 # flags
 FAILED = 1  # a call, exchange or PC/SC call that returned an error: red
@@ -362,13 +368,18 @@ class View:
 
 # -- the indexer ---------------------------------------------------------------
 
+Stream = Iterator[tuple[int, Event | None]]  # (file index, event); (-1, CAUGHT_UP)
+
+
 @dataclass
 class Trace:
-    """One file being read."""
+    """One file being read. ``stream`` is the events of every trace opened with it,
+    each with its file's index: several files are merged by time (``merge``)."""
 
     path: str
     format: str
-    events: Iterator[Event | None]
+    stream: Stream
+    label: str = ""  # the short name that marks the file's rows
     analysis: Analysis = field(default_factory=Analysis)
     size: int = 0
     read: int = 0  # byte offset reached
@@ -376,14 +387,27 @@ class Trace:
     events_seen: int = 0
 
 
+def _numbered(events: Iterator[Event | None]) -> Stream:
+    for event in events:
+        yield (-1, event) if event is CAUGHT_UP else (0, event)
+
+
 def open_traces(paths: list[str], fmt: str | None = None, follow: bool = False,
-                stop: Callable[[], bool] | None = None, reveal: bool = False) -> list[Trace]:
+                stop: Callable[[], bool] | None = None, reveal: bool = False,
+                notices: list[str] | None = None) -> list[Trace]:
     """Open every file (SourceError for the first that cannot be read); ``reveal``
-    turns redaction off (--reveal-secrets)."""
+    turns redaction off (--reveal-secrets). ``notices`` collects what the reading
+    has to say (a trace dated from another, a file replaced while followed)."""
+    if len(paths) == 1:
+        found, events = open_events(paths[0], fmt=fmt, follow=follow, stop=stop,
+                                    reveal=reveal, notices=notices)
+        formats, stream = [found], _numbered(events)
+    else:
+        formats, stream = open_merged(paths, fmt=fmt, follow=follow, reveal=reveal,
+                                      notices=notices, stop=stop)
     traces = []
-    for path in paths:
-        found, events = open_events(path, fmt=fmt, follow=follow, stop=stop, reveal=reveal)
-        trace = Trace(path, found, events)
+    for path, found, label in zip(paths, formats, labels(paths), strict=True):
+        trace = Trace(path, found, stream, label)
         trace.analysis.format = found
         try:
             trace.size = os.path.getsize(path)
@@ -394,10 +418,9 @@ def open_traces(paths: list[str], fmt: str | None = None, follow: bool = False,
 
 
 class Indexer:
-    """Reads the traces into the rows, calling ``progress`` every ``interval`` s.
-
-    Without follow, files are read one after the other. With follow, each is
-    read until it has caught up, then they are polled in turn until ``stop``.
+    """Reads the traces' one stream into the rows, calling ``progress`` every
+    ``interval`` s; several files come interleaved by time. With follow, the
+    stream is read until every file has caught up, then again until ``stop``.
     """
 
     def __init__(self, traces: list[Trace], rows: Rows, follow: bool = False,
@@ -412,6 +435,7 @@ class Indexer:
         self.first = first  # rows enough for a first screen: report as soon as they are in
         self._stop = stop or threading.Event()
         self.caught_up = False
+        self.ended = False
 
     @property
     def stopped(self) -> bool:
@@ -420,59 +444,56 @@ class Indexer:
     def stop(self) -> None:
         self._stop.set()
 
-    def _take(self, i: int, trace: Trace,
-              until: Callable[[], bool] | None = None) -> bool | None:
-        """Read one trace until it ends or catches up; False when stopped, None when
-        ``until`` said enough."""
+    def _take(self, until: Callable[[], bool] | None = None) -> bool | None:
+        """Read the stream until it ends or every file catches up; False when stopped,
+        None when ``until`` said enough."""
+        if self.ended:
+            return True
         last = time.monotonic()
         reported_first = self.rows.n >= self.first
-        for event in trace.events:
+        traces, rows = self.traces, self.rows
+        for i, event in traces[0].stream if traces else ():
             if self.stopped:
                 return False
             if event is CAUGHT_UP:
                 return True
+            trace = traces[i]
             trace.events_seen += 1
             trace.read = event.offset
             trace.analysis.add(event)
             if is_shown(event):
-                self.rows.add(i, event)
+                rows.add(i, event)
             now = time.monotonic()
-            if now - last >= self.interval or (not reported_first and self.rows.n >= self.first):
-                reported_first = self.rows.n >= self.first
+            if now - last >= self.interval or (not reported_first and rows.n >= self.first):
+                reported_first = rows.n >= self.first
                 last = now
                 self.progress(False)
             if until is not None and until():
                 return None
-        trace.done = True
-        trace.read = trace.size
+        self.ended = True
+        for trace in traces:
+            trace.done = True
+            trace.read = trace.size
         return True
 
     def prime(self, rows: int, seconds: float = 0.2) -> None:
         """Read, in the caller's thread, until a screenful of rows is in (or the time
         is up): the first screen is drawn without an indexer thread to share with."""
         deadline = time.monotonic() + seconds
-
-        def enough() -> bool:
-            return self.rows.n >= rows or time.monotonic() >= deadline
-
-        for i, trace in enumerate(self.traces):
-            if not trace.done and self._take(i, trace, enough) is None:
-                return
+        self._take(lambda: self.rows.n >= rows or time.monotonic() >= deadline)
 
     def run(self) -> None:
-        for i, trace in enumerate(self.traces):
-            if not trace.done and not self._take(i, trace):
-                return
+        if not self._take():
+            return
         self.caught_up = True
         self.progress(not self.follow)
         while self.follow and not self.stopped:
             before = self.rows.n
-            for i, trace in enumerate(self.traces):
-                if not trace.done and not self._take(i, trace):
-                    return
+            if not self._take():
+                return
             if self.rows.n != before:
                 self.progress(False)
-            if all(t.done for t in self.traces):  # stdin or a FIFO that ended
+            if self.ended:  # stdin or a FIFO that ended
                 self.progress(True)
                 return
 
@@ -516,3 +537,35 @@ class Indexer:
     def fraction(self) -> float:
         total = sum(t.size for t in self.traces) or 1
         return min(1.0, sum(t.size if t.done else t.read for t in self.traces) / total)
+
+
+# -- a spy log and an OpenSC debug log of the same run, linked ----------------
+
+@dataclass
+class Links:
+    """Which debug events (APDUs, failures where they began) each spy call caused."""
+
+    spy: int  # the index of the spy log among the traces
+    debug: int  # and of the debug log
+    of_call: dict[int, list[Event]]  # spy call line -> its debug events, in order
+    call_of: dict[int, Pkcs11Call]  # debug event line -> the call it happened in
+
+
+def link_pair(traces: list[Trace]) -> tuple[int, int] | None:
+    """(spy, debug) when the traces are one pkcs11-spy log and one OpenSC debug log."""
+    spies = [i for i, t in enumerate(traces) if t.format == SpyParser.format]
+    debugs = [i for i, t in enumerate(traces) if t.format == OpenscDebugParser.format]
+    return (spies[0], debugs[0]) if len(spies) == 1 and len(debugs) == 1 else None
+
+
+def linked(traces: list[Trace]) -> Links | None:
+    """The links of a spy log and a debug log opened together (``pkspy.link``); None
+    for other traces or files too large to hold in memory."""
+    pair = link_pair(traces)
+    if pair is None or traces[pair[0]].size + traces[pair[1]].size > LINK_MAX_BYTES:
+        return None
+    spy, debug = pair
+    calls, of_call = link_paths(traces[spy].path, traces[debug].path)
+    by_line = {c.line: c for c in calls}
+    call_of = {e.line: by_line[line] for line, events in of_call.items() for e in events}
+    return Links(spy, debug, of_call, call_of)

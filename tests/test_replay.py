@@ -412,3 +412,49 @@ def test_rsa_pss_parameters_are_rebuilt_from_the_trace(tokens):
             ("pMechanism->pParameter->hashAlg", "CKM_SHA256"),
             ("pMechanism->pParameter->mgf", "CKG_MGF1_SHA256"),
             ("pMechanism->pParameter->sLen", 32)]
+
+
+# A module in front of SoftHSM2 whose C_FindObjects aborts the process: the fault follows
+# the module, and the replay says at which call.
+CRASHING_MODULE = r"""
+#include <dlfcn.h>
+#include <stdlib.h>
+#include <p11-kit/pkcs11.h>
+static CK_FUNCTION_LIST list;
+static CK_RV find_aborts(CK_SESSION_HANDLE s, CK_OBJECT_HANDLE_PTR o, CK_ULONG n,
+                         CK_ULONG_PTR c) { abort(); }
+CK_RV C_GetFunctionList(CK_FUNCTION_LIST_PTR_PTR out) {
+    void *real = dlopen(getenv("CRASHING_MODULE_REAL"), RTLD_NOW);
+    CK_C_GetFunctionList get = real ? (CK_C_GetFunctionList)dlsym(real, "C_GetFunctionList") : 0;
+    CK_FUNCTION_LIST_PTR f;
+    CK_RV rv = get ? get(&f) : CKR_GENERAL_ERROR;
+    if (rv != CKR_OK) return rv;
+    list = *f;
+    list.C_FindObjects = find_aborts;
+    *out = &list;
+    return CKR_OK;
+}
+"""
+
+
+@needs_softhsm
+@pytest.mark.skipif(not shutil.which("gcc") or not Path("/usr/include/p11-kit-1").is_dir(),
+                    reason="needs gcc and p11-kit's pkcs11.h (libp11-kit-dev)")
+def test_a_module_that_crashes_is_named_at_the_call(tokens, tmp_path):
+    _root, envs, trace = tokens
+    src, module = tmp_path / "crash.c", tmp_path / "crashing-module.so"
+    src.write_text(CRASHING_MODULE)
+    subprocess.run(["gcc", "-shared", "-fPIC", "-I/usr/include/p11-kit-1", "-o", str(module),
+                    str(src), "-ldl"], check=True, capture_output=True, timeout=120)
+    out = tmp_path / "crash.log"
+    r = run("replay", str(trace), "--module", str(module), "--pin-env", "REPLAY_PIN",
+            "-o", str(out), env=dict(envs["B"], REPLAY_PIN=USER_PIN, CRASHING_MODULE_REAL=SOFTHSM))
+    assert r.returncode == 1, r.stdout + r.stderr
+    rows = _rows(r.stdout)
+    assert rows[-1] == (">", "C_FindObjects") and all(m in "=-" for m, _f in rows[:-1])
+    assert re.search(r"^First divergence: #\d+ C_FindObjects .*: CKR_OK was recorded; the replay "
+                     r"program was killed by SIGABRT during this call\.$", r.stdout, re.M)
+    # the replay trace ends before it: the spy's lines of a call that never returns stay
+    # in its stdio buffer (it flushes on each result), lost with the process
+    last = _calls(out)[-1]
+    assert last.function == "C_FindObjectsInit" and last.rv == 0

@@ -157,6 +157,12 @@ def compare(the_plan: Plan, results: dict, live_calls: list[Pkcs11Call]) -> list
             operation[(session, fn[2:-4])] = _mechanism(rec)
         result = by_index.get(i, {})
         status = result.get("status", "skipped")
+        if i == results.get("crashed"):
+            live = paired.get(i)
+            rows.append(Row(step, DIFFERS, live=live, reason=(
+                f"{_rv(rec.rv)} was recorded; the replay program {results.get('ended', 'ended')}"
+                " during this call")))
+            break
         if status in ("skip", "refuse", "skipped", "merged") or i not in paired:
             reason = result.get("reason") or step.reason or "not made"
             if status == "merged" and i + 1 in paired:

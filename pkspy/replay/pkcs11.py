@@ -99,7 +99,6 @@ class Executor:
         self.objects: dict[int, int] = {}
         self.slots: dict[int, int] = {}
         self.lost: dict[int, str] = {}  # recorded object -> why it has no live one
-        self.finding: dict[int, list] = {}  # live session -> template of the running lookup
         self.live: list[tuple[int | None, str]] = []  # (step index, function) per live call
 
     # -- handles -----------------------------------------------------------------------
@@ -298,10 +297,8 @@ class Executor:
         return self.lib.C_Logout(self.session(call))
 
     def do_FindObjectsInit(self, call):
-        s = self.session(call)
         arg = call.arg("pTemplate", "in") or call.arg("pTemplate")
-        self.finding[self._ulong(call, "hSession")] = (arg.value if arg is not None else None) or []
-        return self.lib.C_FindObjectsInit(s, self.template(arg))
+        return self.lib.C_FindObjectsInit(self.session(call), self.template(arg))
 
     def do_FindObjects(self, call):
         s = self.session(call)
@@ -468,55 +465,85 @@ class Executor:
                                          self.out_buffer(call, "RandomData"))
 
 
-def execute(the_plan: planning.Plan, module: str, slot: int | None) -> dict:
-    """Make the plan's calls against ``module``; what happened, step by step."""
+def execute(the_plan: planning.Plan, module: str, slot: int | None, emit) -> bool:
+    """Make the plan's calls against ``module``, telling ``emit`` as it goes (so a module
+    that kills the process leaves what happened up to the call that did): {"begin": i}
+    before a step's call, {"step": entry, "live": [...]} after it, the live calls made
+    since the last line. True when the recording's own C_Finalize ended the run."""
     from PyKCS11 import LowLevel
 
     lib = LowLevel.CPKCS11Lib()
-    steps: list[dict] = []
     ex = Executor(lib, LowLevel, slot, identities(the_plan.steps))
-    # Load makes C_GetFunctionList and C_Initialize(NULL): the recorded C_Initialize is
-    # compared with that one; a C_Initialize not first is made again.
+    # Load makes C_GetFunctionList and C_Initialize(NULL), the first live calls: the first
+    # recorded C_Initialize is compared with that one; a later one is made again.
+    first_init = next((i for i, s in enumerate(the_plan.steps)
+                       if s.action == planning.RUN and s.call.function == "C_Initialize"), None)
     load_rv = lib.Load(module)
     load_rv = 0 if load_rv is True else (-1 if load_rv is False else int(load_rv))
-    loaded_for = None
+    if load_rv == 0:
+        ex.live.append((first_init, "C_Initialize"))
+    sent = 0
+    last: dict = {}
+
+    def done(entry: dict) -> None:
+        nonlocal sent
+        emit({"step": entry, "live": ex.live[sent:]})
+        sent = len(ex.live)
+
     for i, step in enumerate(the_plan.steps):
         fn = step.call.function
         entry: dict = {"index": i, "status": "skipped", "reason": step.reason}
-        steps.append(entry)
+        last = entry
         if step.action != planning.RUN:
             entry["status"] = step.action
             ex.note_operation(step.call, entry)
-            continue
-        if fn == "C_Initialize" and loaded_for is None:
-            loaded_for = i
-            entry.update(status="ran", rv=load_rv, note="made by the library load, "
-                         "with NULL arguments")
-            ex.live.append((i, "C_Initialize"))
-            continue
-        if load_rv != 0:
+        elif i == first_init:
+            entry.update(status="ran" if load_rv == 0 else "skipped", rv=load_rv,
+                         reason=None if load_rv == 0 else f"the module did not load ({load_rv})")
+        elif load_rv != 0:
             entry["reason"] = f"the module did not load (rv {load_rv})"
-            continue
-        if step.merged:
+        elif step.merged:
             entry.update(status="merged", reason="PyKCS11 makes it inside the next step's call")
-            continue
-        try:
-            ex.check_operation(step.call)
-            rv = ex.run(i, step, i > 0 and the_plan.steps[i - 1].merged)
-        except Unmapped as e:
-            entry["reason"] = str(e)
+        else:
+            emit({"begin": i})
+            try:
+                ex.check_operation(step.call)
+                rv = int(ex.run(i, step, i > 0 and the_plan.steps[i - 1].merged)) & 0xFFFFFFFF
+            except Unmapped as e:
+                entry["reason"] = str(e)
+            else:
+                entry.update(status="ran", rv=rv, reason=None)
+                if i > 0 and the_plan.steps[i - 1].merged and fn == "C_GetSlotList":
+                    emit({"step": {"index": i - 1, "status": "ran", "rv": rv}, "live": []})
             ex.note_operation(step.call, entry)
-            continue
-        entry.update(status="ran", rv=int(rv) & 0xFFFFFFFF)
-        ex.note_operation(step.call, entry)
-        if i > 0 and the_plan.steps[i - 1].merged and fn == "C_GetSlotList":
-            steps[i - 1].update(status="ran", rv=int(rv) & 0xFFFFFFFF, reason=None)
-    if loaded_for is None and load_rv == 0:
-        ex.live.insert(0, (None, "C_Initialize"))
-    finalized = bool(ex.live) and ex.live[-1][1] == "C_Finalize" and steps[-1].get("rv") == 0
+        done(entry)
+    finalized = bool(ex.live) and ex.live[-1][1] == "C_Finalize" and last.get("rv") == 0
     if not finalized:
         lib.Unload()  # finalizes: the recording may have stopped before its C_Finalize
-    return {"steps": steps, "live": ex.live, "load_rv": load_rv, "finalized": finalized}
+        done({"index": -1, "status": "unload"})  # the unload's C_Finalize, nobody's step
+    return finalized
+
+
+def read_results(path: str) -> dict:
+    """The replay program's lines as {"steps": [...], "live": [...], "crashed": index}."""
+    steps: dict[int, dict] = {}
+    live: list = []
+    begun = None
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            item = json.loads(line)
+            if "begin" in item:
+                begun = item["begin"]
+            elif "step" in item:
+                entry = item["step"]
+                if entry["index"] >= 0:
+                    steps[entry["index"]] = {**steps.get(entry["index"], {}), **entry}
+                    if entry["index"] == begun:
+                        begun = None
+                live += [tuple(x) for x in item["live"]]
+            elif "error" in item:
+                return {"error": item["error"]}
+    return {"steps": [steps[i] for i in sorted(steps)], "live": live, "crashed": begun}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -535,20 +562,22 @@ def main(argv: list[str] | None = None) -> int:
 
     _fmt, events = open_events(a.trace)
     the_plan = planning.build(events, a.process, a.until, a.allow_changes)
-    try:
-        result = execute(the_plan, a.module, a.slot)
-        status = 0
-    except Exception as e:  # a module that crashes the wrapper: say so, in the results
-        result = {"error": f"{type(e).__name__}: {e}"}
-        status = 1
     with open_private(a.results) as f:
-        json.dump(result, f)
-    if result.get("finalized"):
+        def emit(item: dict) -> None:
+            f.write(json.dumps(item) + "\n")
+            f.flush()
+
+        try:
+            finalized = execute(the_plan, a.module, a.slot, emit)
+        except Exception as e:  # the wrapper itself failed: say so, in the results
+            emit({"error": f"{type(e).__name__}: {e}"})
+            return 1
+    if finalized:
         # PyKCS11 would finalize again on unload, a call the user never made; the spy has
         # flushed every record (it flushes on each result), so leave without unloading.
         sys.stdout.flush()
-        os._exit(status)
-    return status
+        os._exit(0)
+    return 0
 
 
 if __name__ == "__main__":

@@ -44,7 +44,7 @@ def table(rows: list[Row], stop_at_divergence: bool = False) -> str:
         if row.verdict in (SKIPPED, "not run"):
             replayed = f"({row.verdict}: {row.reason})"
         else:
-            replayed = _result(row.live)
+            replayed = _result(row.live) or "(no result)"
         out.append(f"{mark} {_cut(_call_text(rec), CALL_WIDTH):<{CALL_WIDTH}} "
                    f"{_cut(_result(rec), SIDE_WIDTH):<{SIDE_WIDTH}} | {replayed}")
         if row.verdict == DIFFERS:

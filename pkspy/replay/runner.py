@@ -10,7 +10,6 @@ variables or a no-echo prompt, never from the trace (where they are redacted).
 from __future__ import annotations
 
 import getpass
-import json
 import os
 import shutil
 import sys
@@ -23,6 +22,7 @@ from pkspy.pipeline import open_events
 from pkspy.replay import plan as planning
 from pkspy.replay import report
 from pkspy.replay.compare import compare, first_divergence
+from pkspy.replay.pkcs11 import read_results
 
 USER_PROMPTS = {"CKU_USER": ("pin_env", "PKSPY_REPLAY_PIN", "User PIN"),
                 "CKU_CONTEXT_SPECIFIC": ("pin_env", "PKSPY_REPLAY_PIN", "User PIN"),
@@ -82,6 +82,14 @@ def _pins(the_plan: planning.Plan, opts: ReplayOptions) -> dict[str, str]:
     return env
 
 
+def _ended(status: int) -> str:
+    if os.WIFSIGNALED(status):
+        import signal
+
+        return f"was killed by {signal.Signals(os.WTERMSIG(status)).name}"
+    return f"exited with status {os.waitstatus_to_exitcode(status)}"
+
+
 def replay(opts: ReplayOptions, out: TextIO, err: TextIO) -> int:
     """0: no divergence, 1: a divergence, 2: the replay could not run."""
     _fmt, events = open_events(opts.trace)
@@ -108,12 +116,14 @@ def replay(opts: ReplayOptions, out: TextIO, err: TextIO) -> int:
             command.append("--allow-changes")
         run_opts = capture.RunOptions(command=command, module=opts.module, spy=opts.spy,
                                       output=opts.output, quiet=True, env=env)
-        capture.run(run_opts, err=err)
+        outcome = capture.run(run_opts, err=err)
         try:
-            with open(results_path, encoding="utf-8") as f:
-                results = json.load(f)
-        except (OSError, ValueError):
-            raise ReplayError("the replay program ended without results (see above)") from None
+            results = read_results(results_path)
+        except (OSError, ValueError, KeyError):
+            raise ReplayError(f"the replay program {_ended(outcome.status)} before it made "
+                              f"a call; see {opts.output}") from None
+        if results.get("crashed") is not None:
+            results["ended"] = _ended(outcome.status)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if "error" in results:

@@ -30,6 +30,7 @@ from pkspy.model import (
 )
 from pkspy.pipeline import open_events
 from pkspy.redact import Redactor
+from pkspy.report.jsonl_fields import with_fields
 from pkspy.report.lines import format_event, is_shown
 from pkspy.report.links import Links, json_fields, pair, read_links
 from pkspy.report.links import table as links_table
@@ -376,8 +377,9 @@ def write_jsonl(paths: list[str], out: TextIO, fmt: str | None = None) -> None:
     formats, events = open_merged(paths, fmt=fmt)
     both = pair(paths, formats)
     links = read_links(*both) if both is not None else None
-    for index, event in events:
+    for index, event, viewer in with_fields(paths, events):
         record = to_json(event)
+        record.update(viewer)
         if links is not None:
             record.update(json_fields(links, paths[index], event))
         out.write(json.dumps(record, ensure_ascii=False) + "\n")

@@ -458,3 +458,23 @@ def test_a_module_that_crashes_is_named_at_the_call(tokens, tmp_path):
     # in its stdio buffer (it flushes on each result), lost with the process
     last = _calls(out)[-1]
     assert last.function == "C_FindObjectsInit" and last.rv == 0
+
+
+@needs_softhsm
+def test_the_so_login_takes_the_so_pin(tokens):
+    """The PyKCS11 fixture's setup process: info, slot and mechanism queries, then an SO
+    login with the SO PIN from --so-pin-env (C_InitToken and C_InitPIN need PINs the trace
+    redacted, and are listed)."""
+    root, envs, _trace = tokens
+    out = root / "setup.log"
+    r = run("replay", str(PYKCS11_TRACE), "--process", "0", "--module", SOFTHSM,
+            "--so-pin-env", "REPLAY_SO_PIN", "-o", str(out),
+            env=dict(envs["B"], REPLAY_SO_PIN=SO_PIN))
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "No divergence" in r.stdout
+    login = [c for c in _calls(out) if c.function == "C_Login"]
+    assert [(c.arg("userType").value, c.rv) for c in login] == [("CKU_SO", 0)]
+    assert ("=", "C_GetMechanismList") in _rows(r.stdout)
+    assert re.search(r"^  #\d+ C_InitToken: needs the SO PIN, redacted in the trace$",
+                     r.stdout, re.M)
+    assert not [f for f in secret_forms(SO_PIN) if f in r.stdout + r.stderr + out.read_text()]

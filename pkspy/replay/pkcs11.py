@@ -290,8 +290,10 @@ class Executor:
         pin = os.environ.get(PIN_ENV.get(user, "PKSPY_REPLAY_PIN"))
         if pin is None:
             raise Unmapped(f"no PIN given for {user} (--pin-env / --so-pin-env, or a terminal)")
-        return self.lib.C_Login(self.session(call), names.value(user) or 1,
-                                self.ll.ckbytelist(pin.encode()))
+        user_type = names.value(user)
+        if user_type is None:
+            raise Unmapped(f"user type {user} not understood")
+        return self.lib.C_Login(self.session(call), user_type, self.ll.ckbytelist(pin.encode()))
 
     def do_Logout(self, call):
         return self.lib.C_Logout(self.session(call))

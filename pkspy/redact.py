@@ -181,10 +181,13 @@ class Redactor:
 
     def _sweep_event(self, event: Event) -> None:
         sweep = self.sweep_text
-        for i, line in enumerate(event.raw):
-            masked = sweep(line)
-            if masked != line:
-                self._set_raw(event, i, masked)
+        # One search over the whole record first: most records hold no copy. No form
+        # of a secret matches a newline, so the joined lines match where a line does.
+        if event.raw and self._sweep.search("\n".join(event.raw)) is not None:
+            for i, line in enumerate(event.raw):
+                masked = sweep(line)
+                if masked != line:
+                    self._set_raw(event, i, masked)
         if isinstance(event, Pkcs11Call):
             for item in _items(event.args):
                 if isinstance(item.value, str):
@@ -225,7 +228,9 @@ class Redactor:
             text = s.decode("latin-1")
             if text.isdigit():
                 # a numeric PIN: not inside a longer number (line numbers, pids, offsets)
-                forms.append(rf"(?<![0-9]){re.escape(text)}(?![0-9])")
+                # (the look-behind after the digits: a pattern whose every branch starts
+                # with a literal is scanned for its first characters, ten times faster)
+                forms.append(rf"{text}(?<![0-9]{text})(?![0-9])")
             elif text.isprintable():
                 forms.append(re.escape(text))
         self._sweep = re.compile("|".join(forms))

@@ -23,6 +23,7 @@ failure began. Outgoing/Incoming APDU dumps are paired into exchanges.
 from __future__ import annotations
 
 import re
+from collections import Counter
 
 from decoders import iso7816, pkcs11
 from pkspy.formats._masked import from_pairs, redacted
@@ -89,10 +90,11 @@ class _Frame:
 class _Thread:
     """Per-thread state: the call stack, and the APDU sent and not yet answered."""
 
-    __slots__ = ("clock", "header", "last_error", "outgoing", "reader", "stack")
+    __slots__ = ("clock", "header", "last_error", "on_stack", "outgoing", "reader", "stack")
 
     def __init__(self) -> None:
         self.stack: list[_Frame] = []
+        self.on_stack: Counter[str] = Counter()  # frames per function: no walk of a deep stack
         # The last error logged since the card was last talked to: a function that
         # never logged "called" and fails with the same code is passing it on.
         self.last_error: int | None = None
@@ -100,6 +102,19 @@ class _Thread:
         self.header: str | None = None  # the latest "CLA:.., INS:.." line
         self.reader: str | None = None
         self.clock = 0.0  # seconds since the first message, with midnight rollovers
+
+    def push(self, frame: _Frame) -> None:
+        self.stack.append(frame)
+        self.on_stack[frame.function] += 1
+
+    def pop(self) -> _Frame:
+        """The top frame, off the stack; its caller inherits the errors raised inside it
+        (passed on here, not to every frame at each error: a call tree can be deep)."""
+        frame = self.stack.pop()
+        self.on_stack[frame.function] -= 1
+        if self.stack:
+            self.stack[-1].errors |= frame.errors
+        return frame
 
 
 class OpenscDebugParser:
@@ -209,7 +224,7 @@ class OpenscDebugParser:
             self._apdu(thread, msg, now, out)
             return
         if text == "called" and event.function:
-            thread.stack.append(_Frame(event.function, now, event.line))
+            thread.push(_Frame(event.function, now, event.line))
             event.what = "called"
         elif (r := RETURNING.match(text)) and event.function:
             self._returned(thread, event, int(r.group(1)), now)
@@ -230,8 +245,8 @@ class OpenscDebugParser:
             event.error = int(c.group(2))
             event.origin = event.error != thread.last_error
             thread.last_error = event.error
-            for frame in thread.stack:
-                frame.errors.add(event.error)
+            if thread.stack:  # the callers learn it when this frame returns (pop)
+                thread.stack[-1].errors.add(event.error)
         elif APDU_SUMMARY.match(text):
             thread.header = text
         elif a := CARD_ATR.match(text):
@@ -247,11 +262,11 @@ class OpenscDebugParser:
     def _returned(self, thread: _Thread, event: DebugLine, code: int, now: float) -> None:
         event.what = "returned"
         frame = None
-        if any(f.function == event.function for f in thread.stack):
+        if thread.on_stack[event.function]:
             # Pop to its frame; frames above it never logged a return.
             while thread.stack[-1].function != event.function:
-                thread.stack.pop()
-            frame = thread.stack.pop()
+                thread.pop()
+            frame = thread.pop()
             event.duration = round(now - frame.start, 6)
         event.depth = len(thread.stack)
         if code < 0:
@@ -259,8 +274,8 @@ class OpenscDebugParser:
             # It began here unless something it called failed with the same code.
             event.origin = (code not in frame.errors) if frame else code != thread.last_error
             thread.last_error = code
-            for outer in thread.stack:
-                outer.errors.add(code)
+            if thread.stack:
+                thread.stack[-1].errors.add(code)
 
     def _apdu(self, thread: _Thread, msg: _Message, now: float, out: list[Event]) -> None:
         event = msg.event

@@ -14,6 +14,7 @@ import re
 from conftest import ROOT
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
+from test_hex_apdu import EXCHANGES, FORMS
 
 from pkspy.analysis import Analysis
 from pkspy.formats import parse
@@ -166,3 +167,79 @@ def test_pcsc_spy_reset_retry_counter(puk, new_pin):
     assert f"‹PUK and new PIN redacted, {len(data)} bytes›" in out
     assert_no_pin(out, puk)
     assert_no_pin(out, new_pin)
+
+
+PCSCD = (ROOT / "fixtures/pcscd/pcscd-apdu.log").read_text()
+PCSC_TEXT = (ROOT / "fixtures/pcsc-spy/pyscard.txt").read_text()
+# The PIN commands (ISO 7816-4): VERIFY, CHANGE REFERENCE DATA, RESET RETRY COUNTER;
+# P1 00 for the last two carries the old PIN / PUK and the new PIN one after the other.
+PIN_COMMANDS = st.sampled_from([(0x20, 0x00), (0x24, 0x00), (0x2C, 0x00), (0x2C, 0x01)])
+
+
+def pin_apdu(ins: int, p1: int, pin: str, new_pin: str) -> bytes:
+    data = pin.encode() + (new_pin.encode() if (ins, p1) in ((0x24, 0x00), (0x2C, 0x00))
+                           else b"")
+    return bytes([0x00, ins, p1, 0x81, len(data)]) + data
+
+
+def check(out: str, apdu: bytes, *pins: str) -> None:
+    assert f"redacted, {apdu[4]} bytes›" in out
+    for pin in pins:
+        assert_no_pin(out, pin)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pin=PINS, new_pin=PINS, command=PIN_COMMANDS)
+def test_pcscd_pin_apdus(pin, new_pin, command):
+    """pcscd -d -a: debuglog.c log_xxd prints the whole APDU on one line."""
+    assume(ordinary(pin, "pcscd", PCSCD) and ordinary(new_pin, "pcscd", PCSCD))
+    apdu = pin_apdu(*command, pin, new_pin)
+    line = "00000004 APDU: 00 20 00 00 06 37 33 31 39 30 32 "  # the fixture's wrong PIN
+    assert line in PCSCD
+    text = PCSCD.replace(line, "00000004 APDU: " + "".join(f"{b:02X} " for b in apdu))
+    check(outputs(text, "pcscd"), apdu, pin, new_pin)
+
+
+def pcsc_spy_rows(data: bytes) -> list[str]:
+    """pcsc-spy's hexdump of a sent buffer: offset, 16 bytes padded to 48, ASCII."""
+    rows = []
+    for at in range(0, len(data), 16):
+        chunk = data[at:at + 16]
+        text = "".join(chr(b) if 32 <= b < 127 else "." for b in chunk)
+        rows.append(f" i  {at:04X} " + "".join(f"{b:02X} " for b in chunk).ljust(48) + text)
+    return rows
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pin=PINS, new_pin=PINS, command=PIN_COMMANDS)
+def test_pcsc_spy_printed_pin_apdus(pin, new_pin, command):
+    """pcsc-spy's printed output: the hex rows and their ASCII column."""
+    assume(ordinary(pin, "pcsc-spy", PCSC_TEXT) and ordinary(new_pin, "pcsc-spy", PCSC_TEXT))
+    apdu = pin_apdu(*command, pin, new_pin)
+    lines = PCSC_TEXT.splitlines()
+    at = lines.index(" i  0000 00 20 00 00 06 37 33 31 39 30 32                . ...731902")
+    assert lines[at - 2] == " i bSendLength 0x0000000B (11)"
+    lines[at - 2] = f" i bSendLength 0x{len(apdu):08X} ({len(apdu)})"
+    text = "\n".join([*lines[:at], *pcsc_spy_rows(apdu), *lines[at + 1:]]) + "\n"
+    check(outputs(text, "pcsc-spy"), apdu, pin, new_pin)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(pin=PINS, new_pin=PINS, command=PIN_COMMANDS, form=st.sampled_from(sorted(FORMS)))
+def test_pasted_hex_pin_apdus(pin, new_pin, command, form):
+    """The card's real exchanges pasted in each way people paste them, one PIN
+    command among them."""
+    def pasted(replaced: bytes | None) -> str:
+        lines = []
+        for i, (c, r, step) in enumerate(EXCHANGES):
+            lines += FORMS[form](replaced if i == 3 and replaced else c, r, step)
+        return "\n".join(lines) + "\n"
+
+    key = f"hex-apdu {form}"  # the unchanged exchanges pasted this way
+    if key not in _BASE:
+        _BASE[key] = outputs(pasted(None), "hex-apdu")
+    base = _BASE[key]
+    assume(all(p not in base and p.encode().hex().upper() not in base.upper()
+               for p in (pin, new_pin)))
+    apdu = pin_apdu(*command, pin, new_pin)
+    check(outputs(pasted(apdu), "hex-apdu"), apdu, pin, new_pin)

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, expected, pkspy, secret_forms
+from conftest import ROOT, expected, pkspy, secret_forms, summary
 from textual.widgets import Static
 
 from pkspy.link import link_paths
@@ -453,6 +453,64 @@ def test_small_terminal_and_no_color(monkeypatch):
     run(go())
 
 
+@pytest.mark.parametrize("no_color", [False, True], ids=["colour", "NO_COLOR"])
+def test_every_pane_is_usable_at_80x24(monkeypatch, no_color):
+    """What each pane is for fits in 80 columns, the key help stays, and failures
+    are marked by a character, not only by colour."""
+    if no_color:
+        monkeypatch.setenv("NO_COLOR", "1")
+    else:
+        monkeypatch.delenv("NO_COLOR", raising=False)
+    truth = summary(LOGIN_TRACE)
+    functions = truth["statistics"]["functions"]
+    sessions = {(s["process"], s["opened_seq"]): s for s in truth["sessions"]}
+
+    async def go():
+        app = app_for(LOGIN_TRACE)
+        async with app.run_test(size=(80, 24)) as pilot:
+            await indexed(pilot)
+            assert app.no_color == no_color
+            seen = {}
+            for key in "1234567":
+                await pilot.press(key)
+                await pilot.pause()
+                seen[key] = screen = screen_text(app)
+                assert "? keys" in screen.splitlines()[-1] and "q quit" in screen, key
+            # sessions: each session's mode, login state, and how many calls it had
+            for (proc, opened), sess in sessions.items():
+                user = sess["user"] or "-"
+                assert re.search(rf"^ *p{proc} +0x1 +0x2d76028c +R[OW] +{user} +#{opened} ",
+                                 seen["2"], re.M), seen["2"]
+            # logins: the result and what it means, tokens' PIN flags
+            assert re.search(r"^ *p1 +#7 +0x1 +CKR_PIN_INCORRECT +wrong PIN", seen["3"], re.M)
+            assert "CKF_SO_PIN_LOCKED" in seen["3"] and "CKF_USER_PIN_COUNT_LOW" in seen["3"]
+            assert "CKO_PRIVATE_KEY" in seen["4"] and "ec-0.27.1" in seen["4"]
+            # errors: every row marked, its result in view
+            rows = [ln for ln in seen["6"].splitlines() if re.match(r"^. \d\d:", ln)]
+            assert rows and all(ln.startswith("! ") and " -> CKR_" in ln for ln in rows), rows
+            # statistics: count and failures in all and per function (the most called
+            # in view; the rest a scroll away)
+            failed = sum(f["failed"] for f in functions.values())
+            assert re.search(rf"^ *calls +{truth['calls']} +{failed}", seen["7"], re.M)
+            for name in ("C_GetAttributeValue", "C_GetMechanismInfo"):
+                f = functions[name]
+                assert re.search(rf"^ *{name} +{f['count']} +{f['failed']} ", seen["7"],
+                                 re.M), seen["7"]
+    run(go())
+
+
+def test_no_color_detail_keeps_failures_distinct():
+    """NO_COLOR: the detail's red (a failed result) becomes bold, other colours go."""
+    app_trace = open_traces([str(LOGIN_TRACE)])[0]
+    call = next(e for _, e in app_trace.stream
+                if getattr(e, "function", None) == "C_Login" and e.rv)
+    text = detail.monochrome(detail.render(call))
+    styles = {text.plain[s.start:s.end]: s.style for s in text.spans}
+    failed = next(v for k, v in styles.items() if "CKR_PIN_INCORRECT" in k)
+    assert failed.bold and failed.color is None
+    assert all(v.color is None for v in styles.values())
+
+
 def test_command_palette_narrows_to_a_function():
     async def go():
         app = app_for(LOGIN_TRACE)
@@ -471,32 +529,48 @@ def test_command_palette_narrows_to_a_function():
 
 @pytest.mark.skipif(shutil.which("tmux") is None, reason="needs tmux")
 def test_view_in_a_real_terminal():
+    """pkspy view in tmux at 80x24 without colour: the failed login is found, marked
+    and explained, the Logins pane lists it and takes the timeline to its session."""
     session = f"pkspy-view-test-{os.getpid()}"
-    command = f"{sys.executable} -m pkspy view {LOGIN_TRACE}"
-    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "100", "-y", "30",
+    command = f"env NO_COLOR=1 {sys.executable} -m pkspy view {LOGIN_TRACE}"
+    subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24",
                     "-c", str(ROOT), command], check=True)
+    forms = secrets(LOGIN_TRACE)
 
     def screen() -> str:
         return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],
                               capture_output=True, text=True).stdout
 
-    def wait_for(text: str) -> str:
+    def press(key: str) -> None:
+        subprocess.run(["tmux", "send-keys", "-t", session, key], check=True)
+
+    def wait_for(pattern: str) -> str:
         end = time.monotonic() + 30
+        out = ""
         while time.monotonic() < end:
             out = screen()
-            if text in out:
+            if re.search(pattern, out, re.M):
+                assert not [f for f in forms if f in out], out
                 return out
             time.sleep(0.1)
-        raise AssertionError(f"{text!r} not on the screen:\n{out}")
+        raise AssertionError(f"{pattern!r} not on the screen:\n{out}")
 
     try:
-        out = wait_for("294 rows")
+        out = wait_for(r"^294 rows")
         assert "C_GetInterface -> CKR_OK" in out
-        subprocess.run(["tmux", "send-keys", "-t", session, "e"], check=True)
-        out = wait_for("hint:")
-        assert "C_Login" in out and "CKR_PIN_INCORRECT" in out
-        assert not [f for f in secrets(LOGIN_TRACE) if f in out]
-        subprocess.run(["tmux", "send-keys", "-t", session, "q"], check=True)
+        assert "? keys" in out.splitlines()[-1] and "q quit" in out.splitlines()[-1]
+        press("e")  # the first failure: the login with the wrong PIN, marked without colour
+        out = wait_for(r"^\s*hint:")
+        assert re.search(r"^! 14:16:11.878 p1 +#7 C_Login -> CKR_PIN_INCORRECT", out, re.M), out
+        assert "pPin = ‹PIN redacted, 10 bytes›" in out
+        press("3")  # the Logins pane: that login first, with what its result means
+        out = wait_for(r"^ *p1 +#7 +0x1 +CKR_PIN_INCORRECT +wrong PIN")
+        press("Enter")  # its session, in the timeline
+        out = wait_for(r"filter: p1 session 0x1")
+        rows = [ln for ln in out.splitlines() if re.match(r"^[!~ ] \d\d:\d\d:", ln)]
+        assert rows and all(" p1 " in ln for ln in rows), out
+        assert any("C_OpenSession -> CKR_OK session=0x1" in ln for ln in rows), out
+        press("q")
         end = time.monotonic() + 10
         while subprocess.run(["tmux", "has-session", "-t", session],
                              capture_output=True).returncode == 0:

@@ -15,6 +15,9 @@ Times are read into seconds on one local wall clock:
   carried past midnight when the clock goes back by more than half a day;
 * anything else (pcscd's ``+12.3s`` offsets, no time at all) is no clock.
 
+At the same millisecond a call (stamped when it began) goes before the
+other files' lines, which happened inside it.
+
 A file's clock never runs backwards in the merge: an event without a time,
 or one earlier than its predecessor (threads finishing out of order), takes
 the key of the event before it, so it stays beside its neighbours.
@@ -29,13 +32,14 @@ from __future__ import annotations
 import heapq
 import os
 import re
+import stat
 import time as _time
 from collections import deque
 from collections.abc import Callable, Iterator
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
-from pkspy.model import Event
+from pkspy.model import Event, PcscCall, Pkcs11Call
 from pkspy.pipeline import CAUGHT_UP, open_events
 
 CLOCK = re.compile(r"^(?:(\d{1,4})-(\d{1,2})-(\d{1,2})[ T])?(\d{1,2}):(\d\d):(\d\d(?:\.\d+)?)(Z)?$")
@@ -79,10 +83,12 @@ def labels(paths: list[str]) -> list[str]:
 class _Source:
     """One file's stream, its look-ahead buffer, and its clock."""
 
-    def __init__(self, index: int, path: str, events: Iterator[Event | None]) -> None:
+    def __init__(self, index: int, path: str, events: Iterator[Event | None] | None,
+                 opener: Callable[[], Iterator[Event | None]] | None = None) -> None:
         self.index = index
         self.path = path
         self.events = events
+        self.opener = opener  # for a followed file with nothing in it yet
         self.ahead: deque[Event | None] = deque()
         self.ended = False
         self.caught_up = False
@@ -96,6 +102,12 @@ class _Source:
         """The next item (an event or CAUGHT_UP), or False at the end."""
         if self.ahead:
             return self.ahead.popleft()
+        if self.events is None:
+            if self.opener is None:
+                return False
+            if _nothing_yet(self.path):
+                return CAUGHT_UP
+            self.events = self.opener()
         try:
             return next(self.events)
         except StopIteration:
@@ -103,7 +115,7 @@ class _Source:
 
     def read_ahead(self) -> None:
         """Read until the first event with a clock, so undated traces can be dated."""
-        for _ in range(LOOKAHEAD):
+        for _ in range(LOOKAHEAD if self.events is not None else 0):
             try:
                 item = next(self.events)
             except StopIteration:
@@ -117,12 +129,20 @@ class _Source:
                 return
 
 
+def _nothing_yet(path: str) -> bool:
+    """A followed file not written yet: its format cannot be told."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return True
+    return stat.S_ISREG(st.st_mode) and st.st_size == 0
+
+
 class _Merger:
-    def __init__(self, paths: list[str], streams: list[Iterator[Event | None]],
-                 notices: list[str] | None) -> None:
-        self.sources = [_Source(i, p, s) for i, (p, s) in enumerate(zip(paths, streams,
-                                                                        strict=True))]
+    def __init__(self, sources: list[_Source], notices: list[str] | None) -> None:
+        self.sources = sources
         self.notices = notices
+        paths = [s.path for s in sources]
         self.names = labels(paths)
         self.noted_no_clock: set[int] = set()
 
@@ -177,7 +197,7 @@ class _Merger:
             src.read_ahead()
             if src.first is None and src.ahead and src.ahead[-1] is not CAUGHT_UP:
                 self._no_clock(src)
-        heap: list[tuple[float, int, int, Event]] = []
+        heap: list[tuple[float, int, int, int, Event]] = []
         waiting = list(self.sources)  # sources whose next event is not in the heap
         while True:
             still: list[_Source] = []
@@ -195,10 +215,11 @@ class _Merger:
                     still.append(src)
                 else:
                     item.source = src.path
-                    heapq.heappush(heap, (self.key(src, item), src.index, src.seq, item))
+                    first = 0 if isinstance(item, (Pkcs11Call, PcscCall)) else 1
+                    heapq.heappush(heap, (self.key(src, item), first, src.index, src.seq, item))
             waiting = still
             if heap:
-                _key, index, _seq, event = heapq.heappop(heap)
+                _key, _first, index, _seq, event = heapq.heappop(heap)
                 src = self.sources[index]
                 waiting.append(src)
                 yield index, event
@@ -220,15 +241,28 @@ class _Merger:
 def open_merged(paths: list[str], fmt: str | None = None, follow: bool = False,
                 reveal: bool = False, notices: list[str] | None = None,
                 stop: Callable[[], bool] | None = None
-                ) -> tuple[list[str], Iterator[tuple[int, Event | None]]]:
+                ) -> tuple[list[str | None], Iterator[tuple[int, Event | None]]]:
     """The format of each path, and the events of all of them interleaved by time,
     each with the index of its path (``CAUGHT_UP`` items, in follow mode, come
     with index -1). Each event's ``source`` is set to its path.
 
+    In follow mode a file that is missing or empty is not waited for: its format
+    is None in the list until its first lines come, then set in place.
     Raises SourceError (one line) as ``open_events`` does, for the first path that
     cannot be read.
     """
-    opened = [open_events(p, fmt=fmt, follow=follow, reveal=reveal, notices=notices, stop=stop)
-              for p in paths]
-    merger = _Merger(list(paths), [events for _fmt, events in opened], notices)
-    return [f for f, _events in opened], merger.events()
+    formats: list[str | None] = []
+    sources: list[_Source] = []
+    for index, path in enumerate(paths):
+        def opener(index=index, path=path) -> Iterator[Event | None]:
+            formats[index], events = open_events(path, fmt=fmt, follow=follow, reveal=reveal,
+                                                 notices=notices, stop=stop)
+            return events
+
+        if follow and path != "-" and _nothing_yet(path):
+            formats.append(None)
+            sources.append(_Source(index, path, None, opener))
+        else:
+            formats.append(None)
+            sources.append(_Source(index, path, opener()))
+    return formats, _Merger(sources, notices).events()

@@ -154,6 +154,12 @@ def _assign(g: _Group, owner: list[int | None]) -> list[int | None]:
         nxt[i] = following
         if owner[i] is not None:
             following = owner[i]
+    # The calls' starts as a running maximum (a call with no time takes the one before),
+    # so that "the last call that began at or before t" is a bisection.
+    keys: list[float] = []
+    for start in g.starts:
+        keys.append(max(start, keys[-1]) if start is not None and keys else
+                    start if start is not None else keys[-1] if keys else float("-inf"))
     previous = None
     last = len(g.calls) - 1
     for i, (_event, t) in enumerate(g.events):
@@ -162,13 +168,14 @@ def _assign(g: _Group, owner: list[int | None]) -> list[int | None]:
             continue
         low = previous if previous is not None else 0
         high = nxt[i] if nxt[i] is not None else last
-        j = high
-        if t is not None:
-            while j > low and (g.starts[j] is None or g.starts[j] > t):
-                j -= 1
-            first = g.starts[low]
-            if j == low and previous is None and first is not None and t < first:
+        if t is None:
+            out[i] = high
+            continue
+        j = bisect.bisect_right(keys, t, low, high + 1) - 1
+        if j < low:
+            if previous is None:
                 continue  # before the first call: not the spy's
+            j = low
         out[i] = j
     return out
 
@@ -206,7 +213,7 @@ def _groups(calls: list[Pkcs11Call], debug: list[Event]) -> list[_Group]:
         group = groups.get(key)
         if group is None:
             group = groups[key] = _Group()
-            group.calls = [c for c in spy[proc] if not by_thread or _tid(c.tid) == key[1]]
+            group.calls = [c for c in spy[proc] if key[1] is None or _tid(c.tid) == key[1]]
             group.starts = [_abs(parse_clock(c.time)) for c in group.calls]
         group.events.append((event, t))
     return [g for g in groups.values() if g.calls]

@@ -285,6 +285,9 @@ def replay_cmd(trace: str, module: str, slot: int | None, process: int | None,
         sys.exit(runner.replay(opts, sys.stdout, sys.stderr))
     except (SourceError, PlanError, runner.ReplayError, CaptureError) as e:
         _fail(str(e))
+    except BrokenPipeError:  # the reader of the table went away (| head)
+        sys.stderr.close()
+        sys.exit(141)
 
 
 @main.group()
@@ -358,7 +361,11 @@ def card_replay(trace: str, reader: str | None, pin_env: str | None, dry_run: bo
     except (SourceError, card_replayer.CardReplayError) as e:
         _fail(str(e))
         return
-    click.echo(card_replayer.render(steps, trace, live_reader, output, all_rows))
+    try:
+        click.echo(card_replayer.render(steps, trace, live_reader, output, all_rows))
+    except BrokenPipeError:
+        sys.stderr.close()
+        sys.exit(141)
     sys.exit(1 if card_replayer.first_divergence(steps) else 0)
 
 

@@ -499,6 +499,38 @@ def test_every_pane_is_usable_at_80x24(monkeypatch, no_color):
     run(go())
 
 
+def test_sessions_show_their_operations_and_statistics_the_durations():
+    spy, debug = LOGIN_TRACE, ROOT / "fixtures" / "opensc-debug" / "pkcs11-tool-L-d9.log"
+    truth, truth_debug = summary(spy), summary(debug)
+
+    async def go():
+        app = app_for(spy, debug)
+        async with app.run_test(size=(200, 90)) as pilot:
+            await indexed(pilot)
+            await pilot.press("2")
+            await pilot.pause()
+            lines = screen_text(app).splitlines()
+            for sess in truth["sessions"]:
+                row = next(ln for ln in lines if re.match(rf"^ *1:p{sess['process']} +0x1 ", ln))
+                for kind, op in sess["operations"].items():
+                    failed = f" ({op['failed']} failed)" if op["failed"] else ""
+                    assert f"{kind} {op['count']}{failed}" in row, (kind, row)
+            await pilot.press("7")
+            await pilot.pause()
+            screen = screen_text(app)
+            # the spy stamps only when a call began: its durations are upper bounds
+            stat = truth["statistics"]["functions"]["C_GetAttributeValue"]
+            assert re.search(rf"^ *C_GetAttributeValue +{stat['count']} +{stat['failed']} +"
+                             rf"max ≤{stat['bound_max_ms']:.0f} ms, total "
+                             rf"≤{stat['bound_total_ms']:.0f} ", screen, re.M), screen
+            # OpenSC's debug log times its own functions: measured
+            stat = truth_debug["statistics"]["opensc_functions"]["sc_connect_card"]
+            assert re.search(rf"^ *sc_connect_card +{stat['count']} +{stat['failed']} +"
+                             rf"max {stat['max_ms']:.1f} ms, total {stat['total_ms']:.1f} ",
+                             screen, re.M), screen
+    run(go())
+
+
 def test_no_color_detail_keeps_failures_distinct():
     """NO_COLOR: the detail's red (a failed result) becomes bold, other colours go."""
     app_trace = open_traces([str(LOGIN_TRACE)])[0]

@@ -520,6 +520,7 @@ class Indexer:
                 # durations per function (measured, or the spy's upper bounds)
                 "call_times": {k: dict(v) for k, v in a.call_times.items()},
                 "pcsc_stats": {k: dict(v) for k, v in a.pcsc_stats.items()},
+                "debug_stats": {k: dict(v) for k, v in a.debug_stats.items()},
                 "failed_calls": list(a.failed_calls),
                 "pcsc_calls": dict(a.pcsc_calls),
                 "failed_pcsc_calls": list(a.failed_pcsc_calls),

@@ -186,6 +186,11 @@ def statistics(snaps: list[dict]) -> list[tuple[tuple, Target | None]]:
                          _timing(snap["pcsc_stats"].get(name)),
                          ", ".join(f"{k} ×{v}" for k, v in why.most_common(3))),
                         Target(Filter(file=f, function=name), f)))
+        # OpenSC's own functions (a debug log), the slowest first: where the time went
+        for name, st in sorted(snap["debug_stats"].items(),
+                               key=lambda kv: (-kv[1].get("total_ms", 0), kv[0])):
+            out.append(((f"  {name}", st["count"], st["failed"], _timing(st), "OpenSC"),
+                        Target(Filter(file=f, function=name), f)))
         if snap["apdus"] or snap["apdus_unanswered"]:
             out.append((("  APDU exchanges", snap["apdus"], snap["apdus_unanswered"], "",
                          "answered / unanswered"), Target(Filter(file=f, kind="apdu"), f)))

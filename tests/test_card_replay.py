@@ -114,3 +114,26 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     r = card_replay(*args, "--dry-run", env=env)
     assert r.returncode == 2
     assert len(r.stderr.strip().splitlines()) == 1 and message in r.stderr
+
+
+def test_writes_are_sent_only_after_a_yes_on_the_terminal(tmp_path):
+    """Exchange 15 (INS E8, TERMINATE EF in ISO 7816-9) counts as a write: refused, then
+    sent once confirmed (the virtual card does not know it: 6D00, as recorded)."""
+    from test_replay import on_terminal
+
+    try:
+        with VirtualCard(pin=CARD_PIN) as card:
+            argv = [sys.executable, "-m", "pkspy", "card", "replay", str(TRACE), "-r",
+                    card.reader, "--allow-changes", "--all", "-o", str(tmp_path / "w.txt")]
+            rc_no, shown_no = on_terminal(argv, card.env(), [("Go on? [y/N] ", "n")])
+            sent_after_no = len(card.exchanges())
+            rc_yes, shown_yes = on_terminal(argv, card.env(), [("Go on? [y/N] ", "y")])
+            sent = [e["command"] for e in card.exchanges()]
+    except VirtualCardUnavailable as e:
+        if os.environ.get("CI"):
+            raise
+        pytest.skip(f"{e} (install: {PACKAGES})")
+    assert rc_no == 2 and "nothing was sent" in shown_no and sent_after_no == 0
+    assert re.search(r"line \d+: TERMINATE EF 00 E8 00 00 \+1", shown_yes)
+    assert "00E8000000" in sent
+    assert _rows(shown_yes)[15] == "=" and rc_yes == 1

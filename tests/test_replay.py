@@ -25,8 +25,9 @@ from pkspy.pipeline import open_events
 from pkspy.replay.plan import LOADER
 
 OPENSSL = shutil.which("openssl")
+# CI installs them all: there a missing one is a failure, not a skip
 needs_softhsm = pytest.mark.skipif(
-    not (SPY and SOFTHSM and TOOL and OPENSSL),
+    os.environ.get("CI") is None and not (SPY and SOFTHSM and TOOL and OPENSSL),
     reason="needs softhsm2, opensc-pkcs11 (pkcs11-spy.so), opensc (pkcs11-tool) and openssl")
 
 SO_PIN, USER_PIN = "SoReplay-9051", "UsrReplay-3318"
@@ -68,8 +69,7 @@ def tokens(tmp_path_factory):
     """Tokens A and B with the same RSA key pair, C without it, and a trace made on A:
     0 a PKCS#1 v1.5 signature, 1 a PyKCS11 listing, 2 and 3 an RSA-PSS signature and its
     verification (pkcs11-tool)."""
-    if not (SPY and SOFTHSM and TOOL and OPENSSL):
-        pytest.skip("needs softhsm2, opensc-pkcs11, opensc and openssl")
+    assert SPY and SOFTHSM and TOOL and OPENSSL, "softhsm2/opensc/openssl not installed"
     root = tmp_path_factory.mktemp("replay")
     key = root / "key.pem"
     for argv in ([OPENSSL, "genrsa", "-out", key, "2048"],
@@ -265,7 +265,7 @@ def test_bad_input_is_one_line_and_exit_2(args, message):
     assert "Traceback" not in r.stderr
 
 
-def _on_terminal(argv: list[str], env: dict, answers: list[tuple[str, str]]) -> tuple[int, str]:
+def on_terminal(argv: list[str], env: dict, answers: list[tuple[str, str]]) -> tuple[int, str]:
     """Run argv with a pseudo-terminal as its controlling terminal; answer each prompt
     (text to wait for, line to type); everything the terminal showed, and the exit code."""
     import fcntl
@@ -305,7 +305,7 @@ def _on_terminal(argv: list[str], env: dict, answers: list[tuple[str, str]]) -> 
 def test_the_pin_is_asked_on_the_terminal_without_echo(tokens):
     root, envs, trace = tokens
     out = root / "prompted.log"
-    rc, shown = _on_terminal(
+    rc, shown = on_terminal(
         [sys.executable, "-m", "pkspy", "replay", str(trace), "--module", SOFTHSM,
          "-o", str(out)], envs["B"], [("User PIN for the replay: ", USER_PIN)])
     assert rc == 0, shown
@@ -324,10 +324,10 @@ def test_changes_run_only_after_a_yes_on_the_terminal(tokens, tmp_path):
             "--module", SOFTHSM, "--pin-env", "REPLAY_PIN", "-o", str(tmp_path / "d.log"),
             "--allow-changes", "--all"]
     env = dict(env, REPLAY_PIN=USER_PIN)
-    rc, shown = _on_terminal(argv, env, [("Go on? [y/N] ", "n")])
+    rc, shown = on_terminal(argv, env, [("Go on? [y/N] ", "n")])
     assert rc == 2 and "nothing was replayed" in shown
     assert not (tmp_path / "d.log").exists()
-    rc, shown = _on_terminal(argv, env, [("Go on? [y/N] ", "y")])
+    rc, shown = on_terminal(argv, env, [("Go on? [y/N] ", "y")])
     assert "#15 C_GenerateKeyPair: creates a token object" in shown  # what was asked
     rows = _rows(shown)
     made = [m for m, f in rows if f in ("C_GenerateKeyPair", "C_GenerateKey")]

@@ -112,6 +112,29 @@ def export(files: tuple[str, ...], to: str, output: str | None, fmt: str | None)
 
 
 @main.command()
+@click.argument("a", type=str)
+@click.argument("b", type=str)
+@click.option("--format", "fmt", type=FORMAT, default=None, help="Trace format (default: detect).")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable comparison.")
+def diff(a: str, b: str, fmt: str | None, as_json: bool) -> None:
+    """Where trace B of a program leaves trace A of the same program (e.g. a working and a
+    failing run): handles, pointers, times, pids aside. Exit 0 same, 1 differ, 2 trouble."""
+    from pkspy import diff as trace_diff
+    from pkspy.report import diff as diff_report
+
+    try:
+        result = trace_diff.diff(a, b, fmt)
+    except SourceError as e:
+        _fail(str(e), errors.USAGE)  # 2 for any trouble, as diff(1)
+        return
+    if as_json:
+        click.echo(json.dumps(diff_report.to_json(result), indent=2, ensure_ascii=False))
+    else:
+        click.echo(diff_report.render(result), nl=False)
+    sys.exit(0 if result.same else 1)
+
+
+@main.command()
 @click.argument("file", type=str)
 @click.option("-o", "--output", type=str, default=None,
               help="Where to write the copy (default: standard output).")

@@ -25,6 +25,7 @@ from decoders import pkcs11 as names
 from pkspy.model import Arg, Pkcs11Call
 from pkspy.replay import plan as planning
 from pkspy.replay.compare import objects
+from pkspy.replay.identity import IDENTIFY_ROOM, identities
 
 PIN_ENV = {"CKU_USER": "PKSPY_REPLAY_PIN", "CKU_SO": "PKSPY_REPLAY_SO_PIN",
            "CKU_CONTEXT_SPECIFIC": "PKSPY_REPLAY_PIN"}
@@ -32,47 +33,6 @@ PIN_ENV = {"CKU_USER": "PKSPY_REPLAY_PIN", "CKU_SO": "PKSPY_REPLAY_SO_PIN",
 
 class Unmapped(Exception):
     """A recorded handle with no live counterpart: the step cannot run."""
-
-
-# Attributes that tell objects apart, as the trace shows them; room to read them back.
-IDENTIFYING = ("CKA_CLASS", "CKA_KEY_TYPE", "CKA_CERTIFICATE_TYPE", "CKA_ID", "CKA_LABEL")
-IDENTIFY_ROOM = 256
-
-
-def _raw(attr) -> bytes | None:
-    """An attribute value as the bytes a module returns (ulongs native little-endian)."""
-    if isinstance(attr.value, bool):
-        return bytes([attr.value])
-    if isinstance(attr.value, str):
-        n = names.value(attr.value)
-        return n.to_bytes(8, "little") if n is not None else None
-    return attr.value if isinstance(attr.value, bytes) and attr.value else None
-
-
-def identities(steps: list[planning.Step]) -> dict[int, dict[int, bytes]]:
-    """What the trace says about each recorded object: attribute type -> value."""
-    out: dict[int, dict[int, bytes]] = {}
-    for step in steps:
-        c = step.call
-        if c.rv != 0:
-            continue
-        pairs = []
-        if c.function == "C_GetAttributeValue":
-            pairs = [("hObject", c.arg("pTemplate", "out"))]
-        elif c.function == "C_CreateObject":
-            pairs = [("*phObject", c.arg("pTemplate"))]
-        elif c.function == "C_GenerateKeyPair":
-            pairs = [("hPublicKey", c.arg("pPublicKeyTemplate")),
-                     ("hPrivateKey", c.arg("pPrivateKeyTemplate"))]
-        for handle_name, tmpl in pairs:
-            h = c.arg(handle_name)
-            if h is None or not isinstance(h.value, int) or tmpl is None:
-                continue
-            for a in tmpl.value or []:
-                raw = _raw(a) if a.name in IDENTIFYING and a.type is not None else None
-                if raw is not None:
-                    out.setdefault(h.value, {})[a.type] = raw
-    return out
 
 
 OPERATIONS = ("Sign", "Verify", "Encrypt", "Decrypt", "Digest")

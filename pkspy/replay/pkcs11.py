@@ -133,6 +133,10 @@ class Executor:
                 if n is None:
                     raise Unmapped(f"{a.name}: value {v!r} not understood")
                 t[i].SetNum(a.type, n)
+            elif (isinstance(v, bytes) and len(v) in (4, 8)
+                  and names.ATTRIBUTE_KINDS.get(a.type) == "ulong"):
+                # a CK_ULONG as the recording platform laid it out: this one may differ
+                t[i].SetNum(a.type, names.ulong_from_le(v))
             elif isinstance(v, bytes) and (not a.length or len(v) == a.length):
                 t[i].SetBin(a.type, self.ll.ckbytelist(v))
             elif (v is None or v == b"") and a.length and a.length > 0:

@@ -34,7 +34,7 @@ from pkspy.report.jsonl_fields import with_fields
 from pkspy.report.lines import format_event, is_shown
 from pkspy.report.links import Links, json_fields, pair, read_links
 from pkspy.report.links import table as links_table
-from pkspy.report.summary import login_changes_text, operations_text
+from pkspy.report.summary import login_changes_text, operations_text, timing_text
 
 FORMATS = ("md", "text", "html", "jsonl")
 TIMELINE_MAX = 20000  # lines of the timeline kept in a report; the rest is counted
@@ -266,13 +266,14 @@ def sections(t: Trace) -> list[Section]:
                  ", ".join(f"#{n}" for n in o["found_by"])] for o in s["objects"]]
         out.append(Section("Objects", table=(["process", "handle", "class", "key type", "label",
                                               "id", "found by"], rows)))
-    stats = [[f, str(v["count"]), str(v["failed"])]
+    stats = [[f, str(v["count"]), str(v["failed"]), timing_text(v)]
              for f, v in s["statistics"]["functions"].items()]
-    stats += [[f"APDU {k}", str(v["count"]), str(v["failed"])]
+    stats += [[f"APDU {k}", str(v["count"]), str(v["failed"]), timing_text(v)]
               for k, v in s["statistics"]["apdus"].items()]
-    stats += [[k, str(v), ""] for k, v in s["pcsc_calls_by_function"].items()]
+    stats += [[k, str(v["count"]), str(v["failed"]), timing_text(v)]
+              for k, v in s["statistics"].get("pcsc", {}).items()]
     if stats:
-        out.append(Section("Statistics", table=(["what", "count", "failed"], stats)))
+        out.append(Section("Statistics", table=(["what", "count", "failed", "time"], stats)))
     if not t.merged:
         out.append(_timeline(t, "Decoded timeline"))
     return out

@@ -160,6 +160,9 @@ def test_pcsc_statistics_match_the_program_and_are_timed() -> None:
     assert {f: (v["count"], v["failed"]) for f, v in stats.items()} == \
         {f: (n, failed[f]) for f, n in truth["calls_by_function"].items()}
     assert all("total_ms" in v and v["max_ms"] <= v["total_ms"] for v in stats.values())
+    md = pkspy("export", "-f", "md", str(trace)).stdout.decode()
+    for function, n in truth["calls_by_function"].items():  # the report's statistics table
+        assert f"| {function} | {n} | {failed[function]} | " in md
 
 
 def test_opensc_functions_are_timed_from_called_to_returning() -> None:

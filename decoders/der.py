@@ -310,6 +310,9 @@ class FoundCertificate:
 
 
 _GUNZIP_LIMIT = 1 << 20  # a certificate is kilobytes; refuse to inflate a bomb
+# Parses of "30 8x .." that were not certificates before a scan gives up: each costs
+# about a millisecond, and a 64 KiB response can hold 20 000 such byte pairs.
+_MAX_MISSES = 32
 
 
 def _der_length(data: bytes, i: int) -> tuple[int, int] | None:
@@ -327,8 +330,8 @@ def _der_length(data: bytes, i: int) -> tuple[int, int] | None:
 
 def _scan(data: bytes, compressed: bool, base: int = 0) -> list[FoundCertificate]:
     found: list[FoundCertificate] = []
-    i = 0
-    while i < len(data) - 4:
+    i = misses = 0
+    while i < len(data) - 4 and misses < _MAX_MISSES:
         if data[i] != 0x30 or data[i + 1] not in (0x81, 0x82, 0x83):
             i += 1
             continue
@@ -342,7 +345,7 @@ def _scan(data: bytes, compressed: bool, base: int = 0) -> list[FoundCertificate
                 i += total
                 continue
             except ValueError:
-                pass
+                misses += 1
         elif header and data[i + header:i + header + 1] == b"\x30" and \
                 _der_length(data, i + header) and length > 200:
             # a certificate cut by the end of the data: tbsCertificate follows the header

@@ -483,3 +483,15 @@ def test_the_so_login_takes_the_so_pin(tokens):
     assert re.search(r"^  #\d+ C_InitToken: needs the SO PIN, redacted in the trace$",
                      r.stdout, re.M)
     assert not [f for f in secret_forms(SO_PIN) if f in r.stdout + r.stderr + out.read_text()]
+
+
+@pytest.mark.parametrize("version", ["0.24.0", "0.26.0", "0.27.1"])
+def test_a_null_mechanism_parameter_of_newer_spies_is_no_parameter(version):
+    """From 0.24 on the spy prints `pMechanism->pParameter = NULL`: the ECDSA signature of
+    process 3 is replayed, not skipped as a parameter it cannot rebuild."""
+    trace = SPY_DIR / f"pkcs11-spy-{version}-softhsm2.log"
+    r = run("replay", str(trace), "--process", "3", "--module", "x.so", "--dry-run")
+    assert r.returncode == 0, r.stderr
+    assert re.search(r"^  run    #\d+ C_SignInit session=0x1 mech=CKM_ECDSA key=0x\w+$",
+                     r.stdout, re.M), r.stdout
+    assert re.search(r"^  run    #\d+ C_Sign session=0x1 pData\[12\]$", r.stdout, re.M)

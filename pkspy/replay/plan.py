@@ -124,8 +124,9 @@ def mechanism_problem(mech: Arg | None) -> str | None:
         return None
     if len(params) == 1 and params[0].name == "pMechanism->pParameter":
         p = params[0]
-        if p.value is None and (p.length or 0) <= 0:
-            return None
+        if (p.value is None and (p.length or 0) <= 0) or (
+                isinstance(p.value, str) and p.value.strip().lower() in NULL_POINTERS):
+            return None  # no parameter ("= NULL" from 0.24 on)
         if isinstance(p.value, bytes) and len(p.value) == (p.length or 0):
             return None
         return f"{m.name}: parameter not dumped in full"

@@ -27,7 +27,7 @@ from pkspy.pipeline import open_events
 from pkspy.report.lines import format_apdu, format_event, is_shown
 from pkspy.tui import detail
 from pkspy.tui.app import ViewerApp
-from pkspy.tui.index import open_traces
+from pkspy.tui.index import Indexer, Rows, open_traces
 from pkspy.tui.widgets.panes import Pane
 from pkspy.tui.widgets.timeline import Timeline
 
@@ -371,6 +371,22 @@ def test_two_traces_of_one_run_are_interleaved_by_time():
                 assert lines == sorted(lines)
             assert "1:spy.log  2:debug.log" in screen_text(app)
     run(go())
+
+
+def test_go_to_line_finds_the_row_of_each_merged_file():
+    traces = open_traces([str(LINK / "spy.log"), str(LINK / "debug.log")])
+    rows = Rows()
+    Indexer(traces, rows).run()
+    for f, trace in enumerate(traces):
+        mine = [(rows.line[r], r) for r in range(rows.n) if rows.file[r] == f]
+        last = len(Path(trace.path).read_text().splitlines())
+        for line in range(1, last + 2):
+            before = [at for at, _r in mine if at <= line]
+            got = rows.at_line(f, line)
+            if not before:
+                assert got is None
+            else:
+                assert rows.file[got] == f and rows.line[got] == max(before), (f, line)
 
 
 def test_a_spy_call_shows_the_apdus_of_the_debug_log_it_caused():

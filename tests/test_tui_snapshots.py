@@ -7,7 +7,8 @@ change to the screens, look at the new ones and rewrite them with
 What would change from run to run is pinned: the trace is named by a path
 relative to the repository (the status bar shows it), the time indexing took
 is set to a fixed value, colours are on (NO_COLOR unset) but for the one
-NO_COLOR screen.
+NO_COLOR screen. The undated debug log is dated from the spy log beside it,
+not from its file's time.
 """
 
 from __future__ import annotations
@@ -30,8 +31,9 @@ def viewer(monkeypatch):
     monkeypatch.chdir(ROOT)
     monkeypatch.delenv("NO_COLOR", raising=False)
 
-    def make(path: str = LOGIN_TRACE, reveal: bool = False) -> ViewerApp:
-        return ViewerApp(open_traces([path], reveal=reveal), reveal=reveal)
+    def make(*paths: str, reveal: bool = False) -> ViewerApp:
+        return ViewerApp(open_traces(list(paths or [LOGIN_TRACE]), reveal=reveal),
+                         reveal=reveal)
     return make
 
 
@@ -39,7 +41,7 @@ async def _indexed(pilot) -> None:
     """Wait for the whole trace, then pin the one number that varies: the time it took."""
     app = pilot.app
     end = time.monotonic() + 30
-    while not app.indexed:
+    while not app.indexed or (len(app.traces) > 1 and app.links is None):
         assert time.monotonic() < end, "timed out indexing"
         await pilot.pause(0.02)
     app.indexed_at = 1.0
@@ -85,3 +87,11 @@ def test_no_color_small(snap_compare, viewer, monkeypatch):
 def test_reveal_banner_small(snap_compare, viewer):
     assert snap_compare(viewer(reveal=True), run_before=_keys_then_indexed("e"),
                         terminal_size=SMALL)
+
+
+def test_merged_and_linked(snap_compare, viewer):
+    """A spy log and a debug log of the same run: one timeline by time, each row
+    marked by its file; below, the APDUs and failures of the debug log a call caused."""
+    assert snap_compare(viewer("fixtures/link/spy.log", "fixtures/link/debug.log"),
+                        run_before=_keys_then_indexed("slash", *"C_GetSlotInfo", "enter"),
+                        terminal_size=LARGE)

@@ -139,6 +139,10 @@ class Rows:
         self._text_cache: OrderedDict[int, list[str]] = OrderedDict()
         self._event_cache: OrderedDict[int, list[Event]] = OrderedDict()
         self.width = 0  # the longest text seen, for horizontal scrolling
+        # per file: (lines, rows) of its rows, split from the others when first asked
+        self._split: dict[int, tuple[array, array]] = {}
+        self._split_upto = 0
+        self._single_upto = 0  # rows known to be all of file 0
         self.n = 0  # rows complete; readers look no further
 
     def __len__(self) -> int:
@@ -205,26 +209,41 @@ class Rows:
                     self._event_cache.popitem(last=False)
             return events[row % BLOCK]
 
+    def _of_file(self, file: int) -> tuple[array, array | None]:
+        """The lines of one file's rows and their row numbers (None: the rows are all
+        of that file). Split from the others when first asked, for merged files."""
+        n = self.n
+        if not self._split and not any(self.file[self._single_upto:n]):  # still one file
+            self._single_upto = n
+            return (self.line, None) if file == 0 else (array("I"), array("l"))
+        for r in range(self._split_upto, n):
+            lines, rows = self._split.setdefault(self.file[r], (array("I"), array("l")))
+            lines.append(self.line[r])
+            rows.append(r)
+        self._split_upto = n
+        return self._split.get(file, (array("I"), array("l")))
+
     def at_line(self, file: int, line: int) -> int | None:
         """The row whose event starts at a line of a file, or the last one before it."""
-        n, lines, files = self.n, self.line, self.file
-        # Rows come in line order but for records torn by threads and files read
-        # together in follow mode: look around where the line would be first.
+        lines, rows = self._of_file(file)
+        n = len(lines) if rows is not None else self.n
+
+        def row(i: int) -> int:
+            return rows[i] if rows is not None else i
+
+        # A file's rows come in line order but for records torn by threads: look
+        # around where the line would be first, then everywhere.
         i = bisect.bisect_right(lines, line, 0, n) - 1
         best, best_line = None, -1
-        for r in range(max(i - 64, 0), min(i + 64, n)):
-            at = lines[r]
-            if files[r] == file and best_line < at <= line:
-                best, best_line = r, at
-        if best is not None and best_line == line:
-            return best
-        if best is not None and (i + 64 >= n or files[i + 64] != file or lines[i + 64] > line):
-            return best
-        for r in range(n):
-            at = lines[r]
-            if files[r] == file and best_line < at <= line:
-                best, best_line = r, at
-        return best
+        for j in range(max(i - 64, 0), min(i + 64, n)):
+            if best_line < lines[j] <= line:
+                best, best_line = j, lines[j]
+        if best is not None and (best_line == line or i + 64 >= n or lines[i + 64] > line):
+            return row(best)
+        for j in range(n):
+            if best_line < lines[j] <= line:
+                best, best_line = j, lines[j]
+        return row(best) if best is not None else None
 
     def block_contains(self, block: int, needle: str) -> bool:
         """Whether any text of a block holds needle (lower case): a quick skip for search."""

@@ -368,6 +368,7 @@ class Analysis:
         s = self._open.pop(key, None)
         if s is not None:
             s["closed_seq"] = call.seq
+            self._active = {a for a in self._active if a[:2] != key}  # a reused handle
 
     def _C_CloseSession(self, call: Pkcs11Call, proc: int) -> None:
         h = _ulong(call, "hSession")

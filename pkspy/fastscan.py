@@ -35,10 +35,11 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
-from pkspy.analysis import Analysis
+from pkspy import analysis
+from pkspy.analysis import Analysis, Listed
 from pkspy.formats.spy import BANNER, SpyParser
 from pkspy.redact import Redactor
-from pkspy.sources import decode
+from pkspy.sources import decode, read_lines
 
 FORMAT = SpyParser.format
 MIN_PARALLEL = 16 << 20  # smaller files: starting workers costs more than it saves
@@ -90,12 +91,10 @@ def _lines(path: str, start: int, end: int) -> Iterator[tuple[str, int]]:
     """The lines of bytes start..end, as ``sources.read_lines`` gives them."""
     with open(path, "rb") as f:
         f.seek(start)
-        offset = start
-        for raw in f:
+        for text, offset in read_lines(f, start):  # a 1 GB line is cut there too
             if offset >= end:
                 return
-            yield decode(raw), offset
-            offset += len(raw)
+            yield text, offset
 
 
 def read_chunk(path: str, chunk: Chunk, seed: list[bytes], last: bool) -> Partial:

@@ -35,8 +35,7 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
-from pkspy import analysis
-from pkspy.analysis import Analysis, Listed
+from pkspy.analysis import Analysis
 from pkspy.formats.spy import BANNER, SpyParser
 from pkspy.redact import Redactor
 from pkspy.sources import decode, read_lines

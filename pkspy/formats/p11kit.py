@@ -113,9 +113,7 @@ class P11KitParser:
         out: list[Event] = []
         if self._pending and self._open:
             self._take_pending(self._open[-1])
-        for line, lineno, offset in self._pending:
-            out.append(self._unparsed(line, lineno, offset, "outputs with no call"))
-        self._pending = []
+        self._cut_pending(out)
         while self._open:
             self._finish(self._open.pop(0), out, incomplete=True)
         return out
@@ -125,6 +123,7 @@ class P11KitParser:
     def _line(self, text: str, lineno: int, offset: int, out: list[Event]) -> None:
         m = HEADER.match(text)
         if m:
+            self._cut_pending(out)
             if m.group(1) == "C_Initialize" and self._calls_in_process:
                 self._new_process(out)
             self._calls_in_process += 1
@@ -142,18 +141,37 @@ class P11KitParser:
             self._pending.append((text, lineno, offset))
             return
         rec = self._open[-1] if self._open else None
+        if rec is None and text.startswith("  IN: "):
+            # the trace begins (or was cut) inside a call: its inputs may hold a PIN
+            rec = self._headless(lineno, offset, "inputs with no call header (a cut trace?)")
+            rec.lines = []
+            self._open.append(rec)
         if rec is not None and (text.startswith("  IN: ") or (
                 rec.block is not None and (text.startswith("\t") or BLOCK_END.match(text)))):
+            self._cut_pending(out)
             self._add(rec, text, lineno)
             return
         if not text.strip():
             return
         out.append(self._unparsed(text, lineno, offset, "not a p11-kit log line"))
 
+    def _cut_pending(self, out: list[Event]) -> None:
+        """Outputs are written with their result in one piece: without it, they were cut.
+        They stay a call of their own, whose values are all taken for secrets."""
+        if self._pending:
+            _, lineno, offset = self._pending[0]
+            rec = self._headless(lineno, offset, "outputs cut off from their call and result")
+            rec.lines = []
+            self._take_pending(rec)
+            self._finish(rec, out, incomplete=True)
+
+    def _headless(self, lineno: int, offset: int, why: str) -> _Rec:
+        call = Pkcs11Call(line=lineno, end_line=lineno, offset=offset, raw=[],
+                          process=self.process, function=None, torn=why)
+        return _Rec(call)
+
     def _new_process(self, out: list[Event]) -> None:
-        for line, lineno, offset in self._pending:
-            out.append(self._unparsed(line, lineno, offset, "outputs with no call"))
-        self._pending = []
+        self._cut_pending(out)
         while self._open:  # the last process ended inside these calls
             self._finish(self._open.pop(0), out, incomplete=True)
         self.process += 1
@@ -164,6 +182,9 @@ class P11KitParser:
                 out: list[Event]) -> None:
         function, rv_text = m.groups()
         same = [r for r in self._open if r.call.function == function]
+        if not same and self._open and self._open[-1].call.function is None:
+            same = [self._open[-1]]  # the call whose header the trace does not have
+            same[0].call.function = function
         if same:
             rec = same[-1]
             self._open.remove(rec)
@@ -171,13 +192,10 @@ class P11KitParser:
                 rec.call.torn = (f"{len(same)} {function} calls were running: this result "
                                  "and its outputs may be another one's")
         else:
-            self._calls_in_process += 1
-            call = Pkcs11Call(line=self._pending[0][1] if self._pending else lineno,
-                              end_line=lineno, offset=self._pending[0][2] if self._pending
-                              else offset, raw=[], process=self.process, function=function,
-                              seq=self._calls_in_process,
-                              torn="a result with no call header (the trace was cut?)")
-            rec = _Rec(call)
+            first = self._pending[0] if self._pending else (text, lineno, offset)
+            rec = self._headless(first[1], first[2], "a result with no call header (a cut "
+                                                     "trace?)")
+            rec.call.function = function
             rec.lines = []
         self._take_pending(rec)
         rec.call.raw.append(text)
@@ -209,9 +227,16 @@ class P11KitParser:
 
     def _add(self, rec: _Rec, text: str, lineno: int) -> None:
         call = rec.call
-        idx = len(call.raw)
         call.raw.append(text)
         rec.lines.append(lineno)
+        try:
+            self._read(rec, text, lineno, len(call.raw) - 1)
+        except (ValueError, IndexError, KeyError, AttributeError, TypeError) as e:
+            # a value of a shape log.c never prints: the line stays in its call
+            call.problems.append(f"line {lineno}: {type(e).__name__}: {e}")
+
+    def _read(self, rec: _Rec, text: str, lineno: int, idx: int) -> None:
+        call = rec.call
         if rec.block is not None:
             if BLOCK_END.match(text):
                 extend(rec.block, idx)
@@ -251,7 +276,7 @@ class P11KitParser:
         info: dict[str, object] = arg.value  # type: ignore[assignment]
         if key == "flags":
             fm = FLAGS.match(val)
-            if fm:
+            if fm and (fm.group(1).isdigit() or call.function in HEX_FLAGS):
                 if fm.group(1):
                     info[key] = int(fm.group(1), 16 if call.function in HEX_FLAGS else 10)
                 info["flag_names"] = fm.group(2).split(" | ") if fm.group(2) else []
@@ -295,8 +320,9 @@ def _param(call: Pkcs11Call, direction: str | None, name: str, value: str, idx: 
     if m:
         arg.value = int(m.group(2))
         return arg
-    if value.isdigit() or (FLAGS.match(value) and " = CKF_" in value):
-        arg.value = int(value.split(" ", 1)[0])
+    number = value.split(" = CKF_", 1)[0]
+    if number.isdigit():  # a number, or flags with their names (OpenSession, WaitForSlotEvent)
+        arg.value = int(number)
         return arg
     if value in ("NULL",) or value.startswith("0x"):
         arg.kind, arg.value = "pointer", value
@@ -325,17 +351,20 @@ def _list(arg: Arg, count: int, body: str, line: str, col: int) -> None:
     if items and all(i.startswith("CKM_") for i in items):
         arg.kind, arg.value = "mechanisms", [_mech(i) for i in items]
         return
-    m = PREFIXED.match(items[0]) if items else None
-    if m:
-        arg.kind = LIST_KINDS.get(m.group(1), "slots")
-        arg.value = [int(PREFIXED.match(i).group(2)) for i in items]  # type: ignore[union-attr]
-        if arg.name == "object":
-            arg.name = "phObject"  # the name pkcs11-spy (and pkspy's analysis) use
-        return
-    arg.kind = LIST_KIND_BY_NAME.get(arg.name, "slots")
-    arg.value = [int(i) if i.isdigit() else i for i in items]
+    prefixed = [PREFIXED.match(i) for i in items]
+    kinds = {m.group(1) if m else None for m in prefixed}
     if arg.name == "object":
-        arg.name, arg.kind = "phObject", "objects"
+        arg.name = "phObject"  # the name pkcs11-spy (and pkspy's analysis) use
+    if len(kinds) == 1 and None not in kinds:
+        arg.kind = LIST_KINDS.get(kinds.pop(), "slots")
+        arg.value = [int(m.group(2)) for m in prefixed if m]
+    elif not items:
+        arg.kind, arg.value = LIST_KIND_BY_NAME.get(arg.name, "slots"), []
+    elif all(i.isdigit() for i in items):  # log_ulong_array without a prefix
+        arg.value = [int(i) for i in items]
+        arg.kind = "slots" if arg.name == "pSlotList" else "text"
+    else:
+        arg.kind, arg.value = "text", body  # a list of no shape log.c prints
 
 
 def _attributes(arg: Arg, body: str, col: int) -> list[Attribute]:

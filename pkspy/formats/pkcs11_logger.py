@@ -153,6 +153,13 @@ class Pkcs11LoggerParser:
             self._begin(t, m.group(1), when or self._held_time(t), text, lineno, offset, out)
             return
         call = t.call
+        if call is None and (step in ("Input", "Output") or PARAM.match(msg)):
+            # the trace begins (or was cut) inside a call: its values may hold a PIN
+            self._begin(t, None, when, text, lineno, offset, out)
+            t.call.torn = "lines of a call whose header the trace does not have (cut?)"
+            t.lines.pop()
+            t.call.raw.pop()
+            call = t.call
         if call is None:
             if LOADER.match(step) or LOADING.match(step):
                 out.append(DebugLine(line=lineno, end_line=lineno, offset=offset, raw=[text],
@@ -188,8 +195,12 @@ class Pkcs11LoggerParser:
             t.direction = "in" if step == "Input" else "out"
             t.target = t.template = None
             return
-        if not self._param(t, msg, col, idx) and msg.strip():
-            call.problems.append(f"line {lineno}: not understood: {msg.strip()[:120]}")
+        try:
+            if not self._param(t, msg, col, idx) and msg.strip():
+                call.problems.append(f"line {lineno}: not understood: {msg.strip()[:120]}")
+        except (ValueError, IndexError, KeyError, AttributeError, TypeError) as e:
+            # a value of a shape the logger never prints: the line stays in its call
+            call.problems.append(f"line {lineno}: {type(e).__name__}: {e}")
 
     def _thread(self, pid: str | None, tid: str | None, msg: str) -> _Thread:
         key = (pid, tid)
@@ -252,7 +263,7 @@ class Pkcs11LoggerParser:
                                 reason="a separator with no call after it"))
         t.held = []
 
-    def _begin(self, t: _Thread, function: str, when: str | None, text: str, lineno: int,
+    def _begin(self, t: _Thread, function: str | None, when: str | None, text: str, lineno: int,
                offset: int, out: list[Event]) -> None:
         if t.call is not None:
             t.call.torn = f"{function} began in the same thread before it returned"
@@ -307,6 +318,14 @@ class Pkcs11LoggerParser:
         value = value or ""
         vcol = col + (m.start(5) if m.group(5) is not None else len(msg))
         depth = len(indent)
+        if depth == 3 and t.attr is None and name in ("Attribute", "pValue", "ulValueLen"):
+            # an attribute whose template began before the trace did (a cut trace)
+            if t.template is None:
+                t.template = t.target = Arg(name="pTemplate", direction=t.direction,
+                                            kind="template", value=[], span=(idx, idx))
+                call.args.append(t.template)
+            t.attr = Attribute(name="?", type=None, span=(idx, idx))
+            t.template.value.append(t.attr)  # type: ignore[union-attr]
         if t.attr is not None and t.template is not None and depth == 3:
             return self._attribute_line(t, t.attr, star, name, value, vcol, idx)
         if depth == 1 or (depth == 2 and star and index is not None):

@@ -92,7 +92,7 @@ class ViewerApp(App):
         Binding("p", "narrow('process')", "process", show=False),
         Binding("F", "narrow('function')", "function", show=False),
         Binding("g", "goto", "line"),
-        Binding("d", "toggle_detail", "detail"),
+        Binding("d", "toggle_detail", "detail", show=False),
         Binding("f", "follow", "follow"),
         Binding("escape", "clear", "clear filter", show=False),
         Binding("question_mark", "keys", "keys"),

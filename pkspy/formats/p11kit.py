@@ -1,4 +1,4 @@
-"""p11-kit's ``log-calls = yes`` output (p11-kit/log.c), on stderr, 0.20 to 0.26.
+"""p11-kit's ``log-calls = yes`` output (p11-kit/log.c), on stderr, 0.19.1 to 0.26.
 
 p11-kit logs the calls of a managed module (p11-kit-proxy.so, p11_kit_modules_load)
 whose config says ``log-calls: yes``. Each call is written in two pieces, each
@@ -24,12 +24,14 @@ threads, another call's name and inputs can come between a call's inputs and
 its outputs; the outputs always arrive with their result line, which names
 the function, so the result goes to the open call of that name.
 
-Format changes by version: 0.23.22 (bb3a3cb) printed ``utcTime`` as 16 bytes
-of whatever followed (NULs included); 0.24.1 (852ccd8) prints ``mechanism:
-NULL`` for a NULL mechanism (before: a crash); 0.25 (bff5c3d) added the 3.0
-functions (C_LoginUser's ``pin``/``username``, the message functions); 0.25
-(b1eebfd) stopped reading C_InitToken's label past its 32 bytes; 0.25.4
-(1195177) prints ``utcTime: (not supported)``. The grammar below reads them all.
+Format changes by version (git history of p11-kit/log.c): before 0.24.0
+``utcTime`` is printed up to its first NUL, from 0.24.0 (bb3a3cb) as its 16
+bytes, NULs included, whatever the flags say; 0.25.0 prints ``mechanism:
+NULL`` for a NULL mechanism (852ccd8; before, a crash), adds the 3.0
+functions (bff5c3d: C_LoginUser's ``pin``/``username``, the message
+functions) and stops reading C_InitToken's label past its 32 bytes
+(b1eebfd); 0.25.4 (1195177) prints ``utcTime: (not supported)``. The grammar
+below reads them all.
 
 Values are decoded as printed: ``log_some_bytes`` escapes ``\\t \\n \\r`` and
 ``\\xHH``, and cuts values after 120 characters with ``...``; attribute values

@@ -495,3 +495,53 @@ def test_a_null_mechanism_parameter_of_newer_spies_is_no_parameter(version):
     assert re.search(r"^  run    #\d+ C_SignInit session=0x1 mech=CKM_ECDSA key=0x\w+$",
                      r.stdout, re.M), r.stdout
     assert re.search(r"^  run    #\d+ C_Sign session=0x1 pData\[12\]$", r.stdout, re.M)
+
+
+OAEP_PROGRAM = """
+import sys, PyKCS11
+lib = PyKCS11.PyKCS11Lib(); lib.load(sys.argv[1])
+s = lib.openSession(lib.getSlotList(tokenPresent=True)[0]); s.login(sys.argv[2])
+key = s.findObjects([(PyKCS11.CKA_CLASS, PyKCS11.CKO_PRIVATE_KEY), (PyKCS11.CKA_ID, b"\\x07")])[0]
+m = PyKCS11.RSAOAEPMechanism(PyKCS11.CKM_SHA_1, PyKCS11.CKG_MGF1_SHA1)
+assert bytes(s.decrypt(key, open(sys.argv[3], "rb").read(), m)) == open(sys.argv[4], "rb").read()
+s.logout(); s.closeSession()
+"""
+
+
+@needs_softhsm
+def test_rsa_oaep_parameters_are_passed_as_recorded(tokens):
+    """OAEP decryptions by pkcs11-tool 0.23 (source 0) and PyKCS11 (source
+    CKZ_DATA_SPECIFIED), both with SHA-1, and by pkcs11-tool with SHA-256, which SoftHSM2
+    2.6 refuses: each replay passes the recorded parameters as they were and gets the
+    recorded result; the plaintext stays redacted on both sides."""
+    root, envs, _trace = tokens
+    data, cipher = root / "oaep.txt", root / "oaep.bin"
+    data.write_bytes(b"OAEP plaintext 5521\n")
+    subprocess.run([OPENSSL, "pkeyutl", "-encrypt", "-inkey", str(root / "key.pem"), "-in",
+                    str(data), "-out", str(cipher), "-pkeyopt", "rsa_padding_mode:oaep"],
+                   check=True, capture_output=True, timeout=60)
+    trace = root / "user-oaep.log"
+    spy_env = dict(envs["A"], PKCS11SPY=SOFTHSM, PKCS11SPY_OUTPUT=str(trace))
+    tool = [TOOL, "--module", SPY, "--login", "--pin", USER_PIN, "--decrypt", "-m",
+            "RSA-PKCS-OAEP", "--id", "07", "-i", str(cipher)]
+    for argv, ok in (([*tool, "--hash-algorithm", "SHA-1", "--mgf", "MGF1-SHA1"], True),
+                     ([sys.executable, "-c", OAEP_PROGRAM, SPY, USER_PIN, str(cipher),
+                       str(data)], True),
+                     ([*tool, "--hash-algorithm", "SHA256", "--mgf", "MGF1-SHA256"], False)):
+        p = subprocess.run(argv, env=spy_env, capture_output=True, timeout=60,
+                           stdin=subprocess.DEVNULL)
+        assert (p.returncode == 0) == ok, p.stderr.decode()
+    for process, source, rv in (("0", 0, "CKR_OK"), ("1", 1, "CKR_OK"),
+                                ("2", 0, "CKR_ARGUMENTS_BAD")):
+        r, out = replay(root, envs["B"], trace, f"oaep{process}", "--process", process)
+        assert r.returncode == 0, r.stdout + r.stderr
+        assert re.search(rf"^= #\d+ C_DecryptInit .* {rv} +\| {rv}$", r.stdout, re.M), r.stdout
+        inits = [c for c in _calls(trace, int(process)) + _calls(out)
+                 if c.function == "C_DecryptInit"]
+        params = [[(p.name, p.value) for p in c.arg("pMechanism").value.params] for c in inits]
+        assert len(params) == 2 and params[0] == params[1]
+        assert ("pMechanism->pParameter->source", source) in params[0]
+        if rv == "CKR_OK":
+            assert "C_Decrypt" in [f for m, f in _rows(r.stdout) if m == "="]
+        assert not [f for f in secret_forms("OAEP plaintext 5521") if f in
+                    r.stdout + out.read_text()]

@@ -35,6 +35,9 @@ class Unmapped(Exception):
     """A recorded handle with no live counterpart: the step cannot run."""
 
 
+CKR_BUFFER_TOO_SMALL = 0x150
+OUT_ROOM = 16384  # bytes of room for an output: more than any RSA modulus
+
 OPERATIONS = ("Sign", "Verify", "Encrypt", "Decrypt", "Digest")
 
 
@@ -152,12 +155,8 @@ class Executor:
         m = arg.value  # type: ignore[union-attr]  (the plan checked it)
         rebuilt = planning.structured(m) if m.params else None
         if rebuilt is not None:
-            import PyKCS11
-
-            kind, values = rebuilt
-            wrapper = {"RSA_PSS": PyKCS11.RSA_PSS_Mechanism}[kind](m.type, *values)
-            self._keep = wrapper  # the native mechanism points into it
-            return wrapper.to_native()
+            kind, values, data = rebuilt
+            return getattr(self, "_" + kind.lower())(m.type, values, data)
         mech = self.ll.CK_MECHANISM()
         mech.mechanism = m.type
         if m.params and isinstance(m.params[0].value, bytes) and m.params[0].value:
@@ -167,6 +166,29 @@ class Executor:
             self._keep = param  # the mechanism points into it
         return mech
 
+    def _rsa_pss(self, mechanism: int, values: list[int], data: dict):
+        import PyKCS11
+
+        wrapper = PyKCS11.RSA_PSS_Mechanism(mechanism, *values)
+        self._keep = wrapper  # the native mechanism points into it
+        return wrapper.to_native()
+
+    def _rsa_oaep(self, mechanism: int, values: list[int], data: dict):
+        # built here, not with PyKCS11's RSAOAEPMechanism, which always sets source to
+        # CKZ_DATA_SPECIFIED: the recorded source is passed as it was, right or wrong
+        param = self.ll.CK_RSA_PKCS_OAEP_PARAMS()
+        param.hashAlg, param.mgf, param.source = values
+        label = data.get("pSourceData")
+        source = self.ll.ckbytelist(label) if label else None
+        param.pSourceData = source
+        param.ulSourceDataLen = len(label) if label else 0
+        mech = self.ll.CK_MECHANISM()
+        mech.mechanism = mechanism
+        mech.pParameter = param
+        mech.ulParameterLen = self.ll.CK_RSA_PKCS_OAEP_PARAMS_LENGTH
+        self._keep = (param, source)  # the native mechanism points into them
+        return mech
+
     def data(self, call: Pkcs11Call, name: str):
         a = call.arg(name, "in")
         if a is None or not isinstance(a.value, bytes):
@@ -174,11 +196,17 @@ class Executor:
         return self.ll.ckbytelist(a.value)
 
     def out_buffer(self, call: Pkcs11Call, name: str):
-        """NULL where the recorded call asked for the length, else room for what came."""
+        """NULL where the recorded call asked for the length, else a buffer. The trace
+        shows what came back, not how much room the application gave (an RSA decryption
+        wants room for the modulus before it knows the plaintext's length): give plenty,
+        or, where the recorded answer was CKR_BUFFER_TOO_SMALL, less than it asked for."""
         a = call.arg(name, "out")
+        if call.rv == CKR_BUFFER_TOO_SMALL:
+            need = a.length if a is not None and a.length else 2
+            return self.ll.ckbytelist(bytes(max(need - 1, 1)))
         if a is None or a.value is None or not a.length or a.length < 0:
             return self.ll.ckbytelist()
-        return self.ll.ckbytelist(bytes(a.length))
+        return self.ll.ckbytelist(bytes(max(a.length, OUT_ROOM)))
 
     # -- one step ------------------------------------------------------------------------
 

@@ -136,29 +136,42 @@ def mechanism_problem(mech: Arg | None) -> str | None:
 
 
 # Structured parameters rebuilt from the fields the spy prints, by the set of their names:
-# (what it is, the fields in the order PyKCS11's wrapper takes them).
+# what it is, and its CK_ULONG fields (names, or numbers) in the order the builder takes them;
+# other fields are byte strings (NULL when the spy shows no dump).
 STRUCTURED = {
     frozenset({"hashAlg", "mgf", "sLen"}): ("RSA_PSS", ("hashAlg", "mgf", "sLen")),
+    frozenset({"hashAlg", "mgf", "source", "pSourceData"}):
+        ("RSA_OAEP", ("hashAlg", "mgf", "source")),
 }
 
 
-def structured(m: Mechanism) -> tuple[str, list[int]] | None:
-    """(kind, field values) of a parameter pkspy rebuilds, or None."""
+def structured(m: Mechanism) -> tuple[str, list[int], dict[str, bytes | None]] | None:
+    """(kind, CK_ULONG fields, byte-string fields) of a parameter pkspy rebuilds, or None."""
     from decoders import pkcs11
 
-    fields = {p.name.removeprefix("pMechanism->pParameter->"): p.value for p in m.params}
+    fields = {p.name.removeprefix("pMechanism->pParameter->"): p for p in m.params}
     entry = STRUCTURED.get(frozenset(fields))
     if entry is None:
         return None
     kind, order = entry
     values = []
     for name in order:
-        v = fields[name]
+        v = fields[name].value
         n = v if isinstance(v, int) else pkcs11.value(str(v).strip())
         if n is None:
             return None
         values.append(n)
-    return kind, values
+    data: dict[str, bytes | None] = {}
+    for name, p in fields.items():
+        if name in order:
+            continue
+        if isinstance(p.value, bytes) and len(p.value) == (p.length or 0):
+            data[name] = p.value
+        elif p.value is None and (p.length or 0) <= 0:
+            data[name] = None
+        else:
+            return None  # redacted, or cut short
+    return kind, values, data
 
 
 def _creates_token_object(call: Pkcs11Call) -> bool:

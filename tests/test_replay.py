@@ -358,6 +358,7 @@ def test_the_pykcs11_fixture_on_a_fresh_token(tokens):
         assert re.search(rf"^  #{seq} C_\w+: {re.escape(reason)}", r.stdout, re.M), seq
     rows = dict((int(s), m) for m, s in re.findall(r"^([=≠>\-·]) #(\d+) ", r.stdout, re.M))
     assert rows[73] == rows[74] == "="  # the digest, compared byte for byte
+    assert rows[99] == "="  # C_GenerateRandom: 16 bytes asked, 16 bytes given (by length)
     digests = [c.arg("pDigest", "out").value for c in _calls(PYKCS11_TRACE, 1) + _calls(out)
                if c.function == "C_Digest" and isinstance(c.arg("pDigest", "out").value, bytes)]
     assert len(digests) == 2 and digests[0] == digests[1]

@@ -191,6 +191,7 @@ def read(path: str, fmt: str | None = None) -> Trace:
     for event in events:
         it = item(event, names)
         if it is not None:
+            event.raw, event.raw_lines = [], None  # kept for its decoded line only
             trace.items.append(it)
         elif event.kind == "unparsed":
             trace.unparsed += 1
@@ -199,22 +200,27 @@ def read(path: str, fmt: str | None = None) -> Trace:
 
 def _opcodes(a: list[str], b: list[str]) -> Iterator[tuple[str, int, int, int, int]]:
     """difflib's opcodes, with the common start and end cut first (cheap), and the
-    middle bounded."""
+    middle bounded: past MAX_COMPARED, the rest of each side is one last change."""
     start = 0
     while start < len(a) and start < len(b) and a[start] == b[start]:
         start += 1
     end = 0
     while end < len(a) - start and end < len(b) - start and a[-1 - end] == b[-1 - end]:
         end += 1
-    mid_a = a[start:len(a) - end][:MAX_COMPARED]
-    mid_b = b[start:len(b) - end][:MAX_COMPARED]
+    stop_a = min(len(a) - end, start + MAX_COMPARED)
+    stop_b = min(len(b) - end, start + MAX_COMPARED)
     if start:
         yield "equal", 0, start, 0, start
-    if mid_a or mid_b:
-        matcher = difflib.SequenceMatcher(None, mid_a, mid_b, autojunk=False)
+    if stop_a > start or stop_b > start:
+        matcher = difflib.SequenceMatcher(None, a[start:stop_a], b[start:stop_b],
+                                          autojunk=False)
         for tag, i1, i2, j1, j2 in matcher.get_opcodes():
             yield tag, i1 + start, i2 + start, j1 + start, j2 + start
-    if end and len(a) - end - start <= MAX_COMPARED and len(b) - end - start <= MAX_COMPARED:
+    rest_a, rest_b = len(a) - end - stop_a, len(b) - end - stop_b
+    if rest_a or rest_b:  # not compared one by one
+        tag = "replace" if rest_a and rest_b else "delete" if rest_a else "insert"
+        yield tag, stop_a, len(a) - end, stop_b, len(b) - end
+    if end:
         yield "equal", len(a) - end, len(a), len(b) - end, len(b)
 
 

@@ -181,3 +181,21 @@ def test_trouble_is_exit_2_with_one_line(tmp_path):
         r = pkspy("diff", *args)
         assert r.returncode == 2, args
         assert b"Traceback" not in r.stderr and r.stdout == b""
+
+
+def test_past_the_comparison_bound_the_rest_is_one_change(monkeypatch):
+    from pkspy import diff
+
+    truth = _truth("pin")
+    a, b = diff.read(str(DIFF / truth["a"])), diff.read(str(DIFF / truth["b"]))
+    whole = diff.compare(a, b)
+    monkeypatch.setattr(diff, "MAX_COMPARED", 2)
+    bounded = diff.compare(a, b)
+    assert bounded.first == whole.first  # the divergence is found all the same
+    last = bounded.changes[-1]
+    # nothing past the bound is dropped: the changes cover both sides to the common end
+    covered_a = sum(c.a_range[1] - c.a_range[0] for c in bounded.changes)
+    covered_b = sum(c.b_range[1] - c.b_range[0] for c in bounded.changes)
+    assert last.a_range[1] == len(a.items) - 2 and last.b_range[1] == len(b.items) - 2
+    assert covered_a >= sum(c.a_range[1] - c.a_range[0] for c in whole.changes)
+    assert covered_b >= sum(c.b_range[1] - c.b_range[0] for c in whole.changes)

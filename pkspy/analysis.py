@@ -72,6 +72,10 @@ CKR_BUFFER_TOO_SMALL = 0x150
 SPY_TRUNCATION_MS = 1.0
 
 
+# Stretches of damage the summary locates; the counts above them go on.
+DAMAGE_LISTED = 100
+
+
 def handle(value: object) -> str | None:
     return f"0x{value:x}" if isinstance(value, int) else None
 
@@ -142,6 +146,9 @@ class Analysis:
     torn_records: int = 0
     orphan_results: int = 0
     unparsed_lines: int = 0
+    # Where the trace is damaged: the first DAMAGE_LISTED incomplete, torn or unparsed
+    # records (neighbouring unparsed lines make one), for summary and view to point at.
+    damage: list[dict] = field(default_factory=list)
     problems: int = 0
     apdus: int = 0  # exchanges with a response
     apdus_unanswered: int = 0
@@ -170,6 +177,7 @@ class Analysis:
     _unbounded: dict[int | None, tuple[str, float]] = field(default_factory=dict, repr=False)
 
     def add(self, event: Event) -> None:
+        self._damage(event)
         if event.process is not None and not isinstance(event, Unparsed):
             self.processes.add(event.process)
         if isinstance(event, Unparsed):
@@ -185,6 +193,25 @@ class Analysis:
             self._pcsc(event)
         elif isinstance(event, DebugLine):
             self._debug(event)
+
+    def _damage(self, event: Event) -> None:
+        kinds = ["unparsed"] if isinstance(event, Unparsed) else []
+        if getattr(event, "incomplete", False):
+            kinds.append("incomplete")
+        if getattr(event, "torn", None):
+            kinds.append("torn" if getattr(event, "function", None) else "result without call")
+        if not kinds:
+            return
+        last = self.damage[-1] if self.damage else None
+        if kinds == ["unparsed"] and last and last["kind"] == "unparsed" \
+                and last["end_line"] + 1 >= event.line:
+            last["end_line"] = max(last["end_line"], event.end_line)
+        elif len(self.damage) < DAMAGE_LISTED:
+            what = getattr(event, "reason", None) or getattr(event, "function", None)
+            torn = getattr(event, "torn", None)
+            self.damage.append({"kind": ", ".join(kinds), "line": event.line,
+                                "end_line": event.end_line, "process": event.process,
+                                "what": f"{what}: {torn}" if torn and what else what or torn})
 
     def _time(self, event: Event) -> None:
         if event.time:
@@ -537,4 +564,5 @@ class Analysis:
             "torn_records": self.torn_records,
             "orphan_results": self.orphan_results,
             "unparsed_lines": self.unparsed_lines,
+            "damage": self.damage[:DAMAGE_LISTED],  # chunks merged (fastscan) may hold more
         }

@@ -546,3 +546,18 @@ def test_rsa_oaep_parameters_are_passed_as_recorded(tokens):
             assert "C_Decrypt" in [f for m, f in _rows(r.stdout) if m == "="]
         assert not [f for f in secret_forms("OAEP plaintext 5521") if f in
                     r.stdout + out.read_text()]
+
+
+@needs_softhsm
+def test_another_object_at_the_same_place_is_named(tokens):
+    """OpenSC 0.27.1's trace: pkcs11-tool -O listed the user's EC keys one at a time; on
+    token B the same lookup finds the RSA keys, and the first attribute read that tells
+    objects apart says the object is not the user's."""
+    root, envs, _trace = tokens
+    trace = SPY_DIR / "pkcs11-spy-0.27.1-softhsm2.log"
+    r, _out = replay(root, envs["B"], trace, "other-object", "--process", "4")
+    assert r.returncode == 1, r.stdout + r.stderr
+    assert re.search(r"^First divergence: #1[01] C_GetAttributeValue .*: CKA_(CLASS|KEY_TYPE): "
+                     r"another value: not the object the user's lookup found at this place "
+                     r"\(tokens list objects in their own order\)\.$", r.stdout, re.M), r.stdout
+    assert all(m in "=-" for m, _f in _rows(r.stdout)[:-1])

@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from decoders import pkcs11
 from pkspy.model import Arg, Mechanism, Pkcs11Call, Redacted
+from pkspy.replay.identity import IDENTIFYING
 from pkspy.replay.plan import LOADER, Plan, Step
 
 SAME, DIFFERS, SKIPPED, NOT_RUN = "same", "differs", "skipped", "not run"
@@ -115,6 +116,9 @@ def _attributes(rec: Pkcs11Call, live: Pkcs11Call) -> str | None:
             return f"{x.name}: {what} where {was} was recorded"
         if (not isinstance(x.value, Redacted) and not isinstance(y.value, Redacted)
                 and x.value is not None and y.value is not None and x.value != y.value):
+            if x.name in IDENTIFYING:
+                return (f"{x.name}: another value: not the object the user's lookup found at "
+                        "this place (tokens list objects in their own order)")
             return f"{x.name}: another value"
     return None
 

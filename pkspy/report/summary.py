@@ -48,6 +48,21 @@ def timing_text(stat: dict) -> str:
     return ""
 
 
+DAMAGE_SHOWN = 10
+
+
+def damage_lines(damage: list[dict]) -> list[str]:
+    """Where the first damaged records are: 'line 5881-5887  p2 incomplete, torn: C_Login...'."""
+    out = []
+    for d in damage[:DAMAGE_SHOWN]:
+        lines = f"{d['line']}-{d['end_line']}" if d["end_line"] != d["line"] else str(d["line"])
+        what = f": {d['what']}" if d.get("what") else ""
+        out.append(f"  line {lines:<13} p{d['process']} {d['kind']}{what}")
+    if len(damage) > DAMAGE_SHOWN:
+        out.append(f"  ... the first {len(damage)} are listed by summary --json")
+    return out
+
+
 def render(s: dict) -> str:
     out = [f"format     {s['format']}",
            f"processes  {s['processes']}",
@@ -57,6 +72,7 @@ def render(s: dict) -> str:
     out.append(f"records    {s['incomplete_records']} incomplete, {s['torn_records']} torn by "
                f"threads, {s['orphan_results']} results without a call, "
                f"{s['unparsed_lines']} unparsed lines")
+    out += damage_lines(s.get("damage", []))
     out.append("")
     out.append(f"failed calls ({len(s['failed_calls'])})")
     for f in s["failed_calls"]:

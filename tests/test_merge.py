@@ -10,6 +10,8 @@ import datetime as dt
 import json
 import os
 import shutil
+import subprocess
+import sys
 from itertools import pairwise
 from pathlib import Path
 
@@ -216,3 +218,20 @@ def test_merged_output_holds_no_secret():
         assert "softhsm2-pykcs11.log" in out and "opensc-tool-d9.log" in out
         for form in forms:
             assert form not in out, (args, form)
+
+
+@pytest.mark.parametrize(("tz", "pcsc_first"), [("UTC", False), ("America/New_York", True)])
+def test_pcsc_spy_utc_stamps_are_read_in_local_time(tz, pcsc_first):
+    """pcsc-spy stamps in UTC (…Z), pkcs11-spy in local time: a pcsc-spy run at 15:10Z
+    comes after a spy run at 14:46 local in UTC, before it in New York (10:10 local)."""
+    spy = ROOT / "fixtures" / "pkcs11-spy" / "softhsm2-pykcs11.log"
+    pcsc = ROOT / "fixtures" / "pcsc-spy" / "pyscard.raw"
+    r = subprocess.run([sys.executable, "-m", "pkspy", "tail", "--no-follow", str(spy), str(pcsc)],
+                       capture_output=True, cwd=ROOT, env={**os.environ, "TZ": tz}, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = r.stdout.decode().splitlines()
+    assert lines[0].startswith("-- pyscard.raw: its times are UTC; placed in this machine's "
+                               "time zone")
+    timed = [x.split()[0] for x in lines[1:] if x.split()[1] != "-"]  # the banner has no time
+    assert (timed[0] == "pyscard.raw") is pcsc_first
+    assert sum(1 for a, b in pairwise(timed) if a != b) == 1  # two separate runs

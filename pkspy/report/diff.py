@@ -67,6 +67,8 @@ def render(c: Comparison) -> str:
         a_name, b_name = c.a.path, c.b.path
     out = [f"--- A {a_name} ({c.a.format}, {len(c.a.items)} calls and APDUs compared)",
            f"+++ B {b_name} ({c.b.format}, {len(c.b.items)} calls and APDUs compared)"]
+    if c.a.format != c.b.format:
+        out.append("    (traces of two formats: only what both record can match)")
     for t, mark in ((c.a, "A"), (c.b, "B")):
         if t.unparsed:
             out.append(f"    ({mark} has {t.unparsed} line(s) not understood, not compared)")

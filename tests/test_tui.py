@@ -203,6 +203,29 @@ def test_logins_pane_lists_the_failed_login_and_selecting_it_filters_to_its_sess
     run(go())
 
 
+@pytest.mark.parametrize("trace", [ROOT / "fixtures" / "pcsc-spy" / "pyscard.raw",
+                                   ROOT / "fixtures" / "opensc-debug" / "opensc-tool-d9.log"],
+                         ids=lambda p: p.name)
+def test_logins_pane_shows_the_tries_a_card_has_left(trace):
+    commands = summary(trace)["pin_commands"]
+    assert any(p["tries_left"] is not None for p in commands)
+    forms = secrets(trace)
+
+    async def go():
+        app = app_for(trace)
+        async with app.run_test(size=(160, 40)) as pilot:
+            await indexed(pilot)
+            await pilot.press("3")
+            await pilot.pause()
+            screen = screen_text(app)
+            for p in commands:  # each PIN command the card answered, with its status
+                left = f"{p['tries_left']} tries left" if p["tries_left"] is not None else ""
+                assert re.search(rf"^ *p{p['process']} +{p['command']} +ref {p['reference']} +"
+                                 rf"{p['sw']}.*{left}.* {p['line']} *$", screen, re.M), p
+            assert not [f for f in forms if f in screen]
+    run(go())
+
+
 def test_session_filter_narrows_the_timeline():
     async def go():
         app = app_for(LOGIN_TRACE)
@@ -274,6 +297,27 @@ def test_reveal_secrets_warns_on_stderr_too(tmp_path):
     assert b"warning: --reveal-secrets: PINs and keys are shown in clear" in r.stderr
     r = pkspy("view", str(tmp_path / "missing.log"))
     assert b"warning" not in r.stderr
+
+
+def test_mouse_opens_a_tab_picks_a_row_and_double_click_jumps_to_it():
+    async def go():
+        app = app_for(LOGIN_TRACE)
+        async with app.run_test(size=(120, 40)) as pilot:
+            await indexed(pilot)
+            await pilot.click("Tab#--content-tab-errors")
+            await pilot.pause()
+            assert app.query_one("#tabs").active == "errors"
+            errors = app.query_one("#errors-view", Timeline)
+            await pilot.click(errors, offset=(5, 1))  # the second failure
+            await pilot.pause()
+            assert errors.cursor == 1
+            second = errors.view.row(1)
+            assert "C_GetAttributeValue" in app.rows.text(second)
+            await pilot.double_click(errors, offset=(5, 1))
+            await pilot.pause()
+            assert app.query_one("#tabs").active == "timeline"
+            assert app.timeline.row == second
+    run(go())
 
 
 def test_search_and_error_keys():

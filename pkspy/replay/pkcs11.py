@@ -469,8 +469,9 @@ def execute(the_plan: planning.Plan, module: str, slot: int | None, emit) -> boo
 
     lib = LowLevel.CPKCS11Lib()
     ex = Executor(lib, LowLevel, slot, identities(the_plan.steps))
-    # Load makes C_GetFunctionList and C_Initialize(NULL), the first live calls: the first
-    # recorded C_Initialize is compared with that one; a later one is made again.
+    # Load makes C_GetFunctionList and C_Initialize (asking for CKF_OS_LOCKING_OK), the first
+    # live calls: the first recorded C_Initialize is compared with that one; a later one is
+    # made again.
     first_init = next((i for i, s in enumerate(the_plan.steps)
                        if s.action == planning.RUN and s.call.function == "C_Initialize"), None)
     load_rv = lib.Load(module)

@@ -126,6 +126,19 @@ def _result(call: Pkcs11Call) -> str | None:
     return pkcs11.ckr_name(call.rv) if call.rv is not None else None
 
 
+LOGIN_CHANGES_LISTED = 100  # per session; a server's one session may log in for ever
+
+
+def _login_change(session: dict, call: Pkcs11Call, user: object) -> None:
+    """A C_Login / C_Logout made in a session: the first ones listed, the rest counted."""
+    if len(session["login_changes"]) >= LOGIN_CHANGES_LISTED:
+        session["login_changes_unlisted"] = session.get("login_changes_unlisted", 0) + 1
+        return
+    session["login_changes"].append({"seq": call.seq, "line": call.line, "call": call.function,
+                                     "user_type": user, "result": _result(call)}
+                                    | ({"uncertain": call.torn} if call.torn else {}))
+
+
 def _ulong(call: Pkcs11Call, name: str) -> int | None:
     arg = call.arg(name)
     return arg.value if arg is not None and isinstance(arg.value, int) else None
@@ -437,9 +450,7 @@ class Analysis:
         if s is not None and call.rv in (0, 0x100):  # CKR_USER_ALREADY_LOGGED_IN
             s["user"] = user
         if s is not None:
-            s["login_changes"].append({"seq": call.seq, "line": call.line, "call": call.function,
-                                       "user_type": user, "result": _result(call)}
-                                      | ({"uncertain": call.torn} if call.torn else {}))
+            _login_change(s, call, user)
 
     _C_LoginUser = _C_Login
 
@@ -447,9 +458,7 @@ class Analysis:
         h = _ulong(call, "hSession")
         s = self._open.get((proc, h)) if h is not None else None
         if s is not None:
-            s["login_changes"].append({"seq": call.seq, "line": call.line, "call": "C_Logout",
-                                       "user_type": None, "result": _result(call)}
-                                      | ({"uncertain": call.torn} if call.torn else {}))
+            _login_change(s, call, None)
         if call.rv == 0:
             for key, s in self._open.items():  # login state is per token, not per session
                 if key[0] == proc:

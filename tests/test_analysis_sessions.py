@@ -175,3 +175,21 @@ def test_opensc_functions_are_timed_from_called_to_returning() -> None:
     assert "total_ms" in single and single["failed"] == 0
     r = pkspy("summary", str(trace))
     assert "OpenSC functions that returned" in r.stdout.decode()
+
+
+def test_a_long_session_lists_its_first_login_changes_and_counts_the_rest(monkeypatch) -> None:
+    """A session that logs in for ever keeps bounded memory: the first changes are
+    listed, the others counted, and together they are what the thread did."""
+    from pkspy import analysis
+    from pkspy.report.summary import render, summarize
+
+    monkeypatch.setattr(analysis, "LOGIN_CHANGES_LISTED", 5)
+    threads = next(t for t in expected(THREADS)["threads"] if t["process"] == 1)
+    s = summarize(str(THREADS))
+    sessions = {x["handle"]: x for x in s["sessions"] if x["process"] == 1}
+    for worker in threads["per_thread"]:
+        session = sessions[f"0x{worker['session_handle']:x}"]
+        did = worker["call_counts"]["C_Login"] + worker["call_counts"].get("C_Logout", 0)
+        assert len(session["login_changes"]) == 5
+        assert 5 + session["login_changes_unlisted"] == did
+    assert f"and {did - 5} more" in render(s)

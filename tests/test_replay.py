@@ -154,6 +154,7 @@ def test_same_keys_give_the_same_results_call_by_call(tokens):
                        capture_output=True, text=True, cwd=ROOT, timeout=60)
     assert s.returncode == 0, s.stderr
     assert '"processes": 1' in s.stdout and '"unparsed_lines": 0' in s.stdout
+    assert f"pkspy diff {trace} {out}" in r.stdout
 
 
 @needs_softhsm

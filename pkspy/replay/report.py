@@ -77,8 +77,8 @@ def verdict(rows: list[Row], trace: str, replay_trace: str | None) -> str:
         for r in skipped:
             lines.append(f"  #{r.step.call.seq} {r.step.call.function}: {r.reason}")
     if replay_trace:
-        lines.append(f"Replay trace (redacted): {replay_trace} — open it next to the original "
-                     f"with: pkspy view {trace} {replay_trace}")
+        lines.append(f"Replay trace (redacted): {replay_trace} — next to the original: "
+                     f"pkspy view {trace} {replay_trace}, or pkspy diff {trace} {replay_trace}")
     return "\n".join(lines)
 
 

@@ -251,7 +251,8 @@ def sections(t: Trace) -> list[Section]:
         rows = [[str(x["process"]), x["handle"], str(x["slot"]), str(x["flags"]),
                  f"#{x['opened_seq']}", f"#{x['closed_seq']}" if x["closed_seq"] is not None
                  else "left open", operations_text(x.get("operations", {})),
-                 login_changes_text(x.get("login_changes", []))] for x in s["sessions"]]
+                 login_changes_text(x.get("login_changes", []),
+                                    x.get("login_changes_unlisted", 0))] for x in s["sessions"]]
         out.append(Section("Sessions", table=(["process", "handle", "slot", "flags", "opened",
                                                 "closed", "operations", "logins"], rows)))
     if s["finds"]:

@@ -31,10 +31,11 @@ def operations_text(operations: dict[str, dict]) -> str:
     return ", ".join(parts)
 
 
-def login_changes_text(changes: list[dict]) -> str:
+def login_changes_text(changes: list[dict], more: int = 0) -> str:
     """'#5 C_Login CKU_USER -> CKR_OK, #9 C_Logout -> CKR_OK'."""
     return ", ".join(f"#{c['seq']} {c['call']}" + (f" {c['user_type']}" if c["user_type"] else "")
-                     + f" -> {c['result']}" for c in changes)
+                     + f" -> {c['result']}" for c in changes) + (f", and {more} more" if more
+                                                                 else "")
 
 
 def timing_text(stat: dict) -> str:
@@ -92,9 +93,10 @@ def render(s: dict) -> str:
         if x.get("operations"):
             out.append("    operations: " + operations_text(x["operations"]))
         if x.get("login_changes"):
-            out.append("    logins: " + login_changes_text(x["login_changes"]))
+            out.append("    logins: " + login_changes_text(
+                x["login_changes"], x.get("login_changes_unlisted", 0)))
     out.append("")
-    out.append(f"object lookups ({len(s['finds'])})")
+    out.append(f"object lookups ({_listed(s, 'finds')})")
     for x in s["finds"]:
         tmpl = ", ".join(f"{k}={v}" for k, v in x["template"].items()) or "(any object)"
         found = ", ".join(x["handles"]) or "nothing"

@@ -96,7 +96,7 @@ def render(s: dict) -> str:
             out.append("    logins: " + login_changes_text(
                 x["login_changes"], x.get("login_changes_unlisted", 0)))
     out.append("")
-    out.append(f"object lookups ({_listed(s, 'finds')})")
+    out.append(f"object lookups ({len(s['finds'])})")
     for x in s["finds"]:
         tmpl = ", ".join(f"{k}={v}" for k, v in x["template"].items()) or "(any object)"
         found = ", ".join(x["handles"]) or "nothing"

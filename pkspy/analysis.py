@@ -9,7 +9,7 @@ time, so the same state serves a finished file and a followed one.
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from datetime import datetime
 
 from decoders import iso7816, opensc, pcsc, pkcs11
@@ -72,8 +72,22 @@ CKR_BUFFER_TOO_SMALL = 0x150
 SPY_TRUNCATION_MS = 1.0
 
 
-# Stretches of damage the summary locates; the counts above them go on.
-DAMAGE_LISTED = 100
+# The most entries a summary lists of each kind: beyond them only counts grow, so
+# a trace of any size is summarized in the same memory. The first are kept: they
+# show where things began to go wrong.
+LISTED = 1000
+
+
+class Listed(list):
+    """A list that keeps its first LISTED entries and counts the others."""
+
+    unlisted = 0
+
+    def append(self, item: object) -> None:
+        if len(self) < LISTED:
+            super().append(item)
+        else:
+            self.unlisted += 1
 
 
 def handle(value: object) -> str | None:
@@ -126,19 +140,6 @@ def _result(call: Pkcs11Call) -> str | None:
     return pkcs11.ckr_name(call.rv) if call.rv is not None else None
 
 
-LOGIN_CHANGES_LISTED = 100  # per session; a server's one session may log in for ever
-
-
-def _login_change(session: dict, call: Pkcs11Call, user: object) -> None:
-    """A C_Login / C_Logout made in a session: the first ones listed, the rest counted."""
-    if len(session["login_changes"]) >= LOGIN_CHANGES_LISTED:
-        session["login_changes_unlisted"] = session.get("login_changes_unlisted", 0) + 1
-        return
-    session["login_changes"].append({"seq": call.seq, "line": call.line, "call": call.function,
-                                     "user_type": user, "result": _result(call)}
-                                    | ({"uncertain": call.torn} if call.torn else {}))
-
-
 def _ulong(call: Pkcs11Call, name: str) -> int | None:
     arg = call.arg(name)
     return arg.value if arg is not None and isinstance(arg.value, int) else None
@@ -150,30 +151,27 @@ class Analysis:
     processes: set[int] = field(default_factory=set)
     calls: int = 0
     calls_by_function: Counter[str] = field(default_factory=Counter)
-    failed_calls: list[dict] = field(default_factory=list)
-    sessions: list[dict] = field(default_factory=list)
-    logins: list[dict] = field(default_factory=list)
-    finds: list[dict] = field(default_factory=list)
-    modules: list[dict] = field(default_factory=list)
+    failed_calls: list[dict] = field(default_factory=Listed)
+    sessions: list[dict] = field(default_factory=Listed)
+    logins: list[dict] = field(default_factory=Listed)
+    finds: list[dict] = field(default_factory=Listed)
+    modules: list[dict] = field(default_factory=Listed)
     incomplete_records: int = 0
     torn_records: int = 0
     orphan_results: int = 0
     unparsed_lines: int = 0
-    # Where the trace is damaged: the first DAMAGE_LISTED incomplete, torn or unparsed
-    # records (neighbouring unparsed lines make one), for summary and view to point at.
-    damage: list[dict] = field(default_factory=list)
     problems: int = 0
     apdus: int = 0  # exchanges with a response
     apdus_unanswered: int = 0
     pcsc_calls: Counter[str] = field(default_factory=Counter)
-    failed_pcsc_calls: list[dict] = field(default_factory=list)
+    failed_pcsc_calls: list[dict] = field(default_factory=Listed)
     status_words: Counter[str] = field(default_factory=Counter)
     sc_errors: Counter[str] = field(default_factory=Counter)
-    failures: list[dict] = field(default_factory=list)  # OpenSC functions where failures began
+    failures: list[dict] = field(default_factory=Listed)  # OpenSC functions where failures began
     readers: list[str] = field(default_factory=list)
     atr: list[str] = field(default_factory=list)
-    pin_commands: list[dict] = field(default_factory=list)  # VERIFY & co. and their SW
-    pin_flags: list[dict] = field(default_factory=list)  # tokens saying a PIN is low or locked
+    pin_commands: list[dict] = field(default_factory=Listed)  # VERIFY & co. and their SW
+    pin_flags: list[dict] = field(default_factory=Listed)  # tokens saying a PIN is low or locked
     objects: dict[tuple[int, int], dict] = field(default_factory=dict)
     apdu_stats: dict[str, dict] = field(default_factory=dict)  # per instruction
     failed_by_function: Counter[str] = field(default_factory=Counter)
@@ -188,9 +186,9 @@ class Analysis:
     pcsc_stats: dict[str, dict] = field(default_factory=dict)  # per PC/SC function
     # per process: the last spy call (function, start in seconds) still waiting for its bound
     _unbounded: dict[int | None, tuple[str, float]] = field(default_factory=dict, repr=False)
+    _unlisted_objects: set[tuple[int, int]] = field(default_factory=set, repr=False)
 
     def add(self, event: Event) -> None:
-        self._damage(event)
         if event.process is not None and not isinstance(event, Unparsed):
             self.processes.add(event.process)
         if isinstance(event, Unparsed):
@@ -206,25 +204,6 @@ class Analysis:
             self._pcsc(event)
         elif isinstance(event, DebugLine):
             self._debug(event)
-
-    def _damage(self, event: Event) -> None:
-        kinds = ["unparsed"] if isinstance(event, Unparsed) else []
-        if getattr(event, "incomplete", False):
-            kinds.append("incomplete")
-        if getattr(event, "torn", None):
-            kinds.append("torn" if getattr(event, "function", None) else "result without call")
-        if not kinds:
-            return
-        last = self.damage[-1] if self.damage else None
-        if kinds == ["unparsed"] and last and last["kind"] == "unparsed" \
-                and last["end_line"] + 1 >= event.line:
-            last["end_line"] = max(last["end_line"], event.end_line)
-        elif len(self.damage) < DAMAGE_LISTED:
-            what = getattr(event, "reason", None) or getattr(event, "function", None)
-            torn = getattr(event, "torn", None)
-            self.damage.append({"kind": ", ".join(kinds), "line": event.line,
-                                "end_line": event.end_line, "process": event.process,
-                                "what": f"{what}: {torn}" if torn and what else what or torn})
 
     def _time(self, event: Event) -> None:
         if event.time:
@@ -450,7 +429,9 @@ class Analysis:
         if s is not None and call.rv in (0, 0x100):  # CKR_USER_ALREADY_LOGGED_IN
             s["user"] = user
         if s is not None:
-            _login_change(s, call, user)
+            s["login_changes"].append({"seq": call.seq, "line": call.line, "call": call.function,
+                                       "user_type": user, "result": _result(call)}
+                                      | ({"uncertain": call.torn} if call.torn else {}))
 
     _C_LoginUser = _C_Login
 
@@ -458,7 +439,9 @@ class Analysis:
         h = _ulong(call, "hSession")
         s = self._open.get((proc, h)) if h is not None else None
         if s is not None:
-            _login_change(s, call, None)
+            s["login_changes"].append({"seq": call.seq, "line": call.line, "call": "C_Logout",
+                                       "user_type": None, "result": _result(call)}
+                                      | ({"uncertain": call.torn} if call.torn else {}))
         if call.rv == 0:
             for key, s in self._open.items():  # login state is per token, not per session
                 if key[0] == proc:
@@ -488,8 +471,14 @@ class Analysis:
                             for k, val in find["template"].items() if k in OBJECT_KEYS})
 
     def _object(self, proc: int, h: int) -> dict:
-        return self.objects.setdefault((proc, h), {"process": proc, "handle": handle(h),
-                                                    "found_by": [], "attributes_read": []})
+        obj = self.objects.get((proc, h))
+        if obj is None:
+            obj = {"process": proc, "handle": handle(h), "found_by": [], "attributes_read": []}
+            if len(self.objects) < LISTED:
+                self.objects[(proc, h)] = obj
+            else:  # updated, not kept
+                self._unlisted_objects.add((proc, h))
+        return obj
 
     def _C_GetAttributeValue(self, call: Pkcs11Call, proc: int) -> None:
         h = _ulong(call, "hObject")
@@ -573,5 +562,11 @@ class Analysis:
             "torn_records": self.torn_records,
             "orphan_results": self.orphan_results,
             "unparsed_lines": self.unparsed_lines,
-            "damage": self.damage[:DAMAGE_LISTED],  # chunks merged (fastscan) may hold more
-        }
+        } | ({"unlisted": unlisted} if (unlisted := self.unlisted()) else {})
+
+    def unlisted(self) -> dict[str, int]:
+        """How many entries of each list the summary left out (see LISTED)."""
+        counts = {f.name: getattr(self, f.name).unlisted for f in fields(self)
+                  if isinstance(getattr(self, f.name), Listed)}
+        counts["objects"] = len(self._unlisted_objects)
+        return {name: n for name, n in sorted(counts.items()) if n}

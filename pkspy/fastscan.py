@@ -35,7 +35,8 @@ from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, fields
 
-from pkspy.analysis import Analysis
+from pkspy import analysis
+from pkspy.analysis import Analysis, Listed
 from pkspy.formats.spy import BANNER, SpyParser
 from pkspy.redact import Redactor
 from pkspy.sources import decode, read_lines
@@ -199,6 +200,10 @@ def merge(parts: list[Analysis]) -> Analysis:
                 mine.update(theirs)
             elif isinstance(mine, list) and name in UNIQUE_LISTS:
                 mine += [x for x in theirs if x not in mine]
+            elif isinstance(mine, Listed):  # the first analysis.LISTED of all, the others counted
+                for x in theirs:
+                    mine.append(x)
+                mine.unlisted += theirs.unlisted
             elif isinstance(mine, list):
                 mine += theirs
             elif all(isinstance(k, str) for k in theirs):  # statistics by name
@@ -207,7 +212,11 @@ def merge(parts: list[Analysis]) -> Analysis:
             else:  # keyed by process (and handle): a key in two chunks is not per process
                 if mine.keys() & theirs.keys():
                     raise NotMergeable(f"{name}: the same key in two chunks")
-                mine.update(theirs)
+                for key, value in theirs.items():
+                    if name == "objects" and len(mine) >= analysis.LISTED:
+                        total._unlisted_objects.add(key)  # as Analysis._object leaves it out
+                    else:
+                        mine[key] = value
     return total
 
 

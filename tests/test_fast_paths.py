@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from conftest import ROOT, SPY_TRACES, fixture_secret_forms
 
-from pkspy import fastscan
+from pkspy import analysis, fastscan
 from pkspy.analysis import Analysis
 from pkspy.pipeline import open_events
 from pkspy.report import summary
@@ -97,6 +97,21 @@ def test_secrets_learned_in_a_later_run_are_read_again(tmp_path: Path,
     for src in (SPY_PYKCS11, SPY_TOOL, SPY_THREADS):
         for form in fixture_secret_forms(src):
             assert form not in out
+
+
+def test_long_lists_keep_their_first_entries(every_spy_fixture, monkeypatch) -> None:
+    """Past analysis.LISTED entries a list only counts: the same in both paths, and
+    what is listed plus what is counted is everything."""
+    trace, expected = every_spy_fixture
+    full = json.loads(expected)
+    monkeypatch.setattr(analysis, "LISTED", 7)
+    out = parallel(trace, 17)
+    assert out == sequential(trace)
+    capped = json.loads(out)
+    for name in ("failed_calls", "sessions", "logins", "finds", "modules", "objects"):
+        assert len(full[name]) > 7
+        assert capped[name] == full[name][:7]
+        assert capped["unlisted"][name] == len(full[name]) - 7
 
 
 def test_calls_before_the_first_banner(tmp_path: Path) -> None:

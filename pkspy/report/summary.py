@@ -31,11 +31,10 @@ def operations_text(operations: dict[str, dict]) -> str:
     return ", ".join(parts)
 
 
-def login_changes_text(changes: list[dict], more: int = 0) -> str:
+def login_changes_text(changes: list[dict]) -> str:
     """'#5 C_Login CKU_USER -> CKR_OK, #9 C_Logout -> CKR_OK'."""
     return ", ".join(f"#{c['seq']} {c['call']}" + (f" {c['user_type']}" if c["user_type"] else "")
-                     + f" -> {c['result']}" for c in changes) + (f", and {more} more" if more
-                                                                 else "")
+                     + f" -> {c['result']}" for c in changes)
 
 
 def timing_text(stat: dict) -> str:
@@ -49,19 +48,11 @@ def timing_text(stat: dict) -> str:
     return ""
 
 
-DAMAGE_SHOWN = 10
-
-
-def damage_lines(damage: list[dict]) -> list[str]:
-    """Where the first damaged records are: 'line 5881-5887  p2 incomplete, torn: C_Login...'."""
-    out = []
-    for d in damage[:DAMAGE_SHOWN]:
-        lines = f"{d['line']}-{d['end_line']}" if d["end_line"] != d["line"] else str(d["line"])
-        what = f": {d['what']}" if d.get("what") else ""
-        out.append(f"  line {lines:<13} p{d['process']} {d['kind']}{what}")
-    if len(damage) > DAMAGE_SHOWN:
-        out.append(f"  ... the first {len(damage)} are listed by summary --json")
-    return out
+def _listed(s: dict, key: str) -> str:
+    """How many entries a list has, and of how many when the summary left some out."""
+    left_out = s.get("unlisted", {}).get(key, 0)
+    n = len(s[key])
+    return f"{n} listed of {n + left_out}" if left_out else f"{n}"
 
 
 def render(s: dict) -> str:
@@ -73,19 +64,18 @@ def render(s: dict) -> str:
     out.append(f"records    {s['incomplete_records']} incomplete, {s['torn_records']} torn by "
                f"threads, {s['orphan_results']} results without a call, "
                f"{s['unparsed_lines']} unparsed lines")
-    out += damage_lines(s.get("damage", []))
     out.append("")
-    out.append(f"failed calls ({len(s['failed_calls'])})")
+    out.append(f"failed calls ({_listed(s, 'failed_calls')})")
     for f in s["failed_calls"]:
         out.append(f"  p{f['process']} #{f['seq']:<5} line {f['line']:<7} {f['function']:<22} "
                    f"{f['name']}")
     out.append("")
-    out.append(f"logins ({len(s['logins'])})")
+    out.append(f"logins ({_listed(s, 'logins')})")
     for x in s["logins"]:
         out.append(f"  p{x['process']} #{x['seq']:<5} session {x['session']} {x['user_type']}"
                    f" -> {x['result']}")
     out.append("")
-    out.append(f"sessions ({len(s['sessions'])})")
+    out.append(f"sessions ({_listed(s, 'sessions')})")
     for x in s["sessions"]:
         closed = f"closed #{x['closed_seq']}" if x["closed_seq"] is not None else "never closed"
         out.append(f"  p{x['process']} session {x['handle']} slot {x['slot']} flags {x['flags']}"
@@ -93,10 +83,9 @@ def render(s: dict) -> str:
         if x.get("operations"):
             out.append("    operations: " + operations_text(x["operations"]))
         if x.get("login_changes"):
-            out.append("    logins: " + login_changes_text(
-                x["login_changes"], x.get("login_changes_unlisted", 0)))
+            out.append("    logins: " + login_changes_text(x["login_changes"]))
     out.append("")
-    out.append(f"object lookups ({len(s['finds'])})")
+    out.append(f"object lookups ({_listed(s, 'finds')})")
     for x in s["finds"]:
         tmpl = ", ".join(f"{k}={v}" for k, v in x["template"].items()) or "(any object)"
         found = ", ".join(x["handles"]) or "nothing"

@@ -90,6 +90,10 @@ class Listed(list):
             self.unlisted += 1
 
 
+# Stretches of damage the summary locates; the counts above them go on.
+DAMAGE_LISTED = 100
+
+
 def handle(value: object) -> str | None:
     return f"0x{value:x}" if isinstance(value, int) else None
 
@@ -140,6 +144,19 @@ def _result(call: Pkcs11Call) -> str | None:
     return pkcs11.ckr_name(call.rv) if call.rv is not None else None
 
 
+LOGIN_CHANGES_LISTED = 100  # per session; a server's one session may log in for ever
+
+
+def _login_change(session: dict, call: Pkcs11Call, user: object) -> None:
+    """A C_Login / C_Logout made in a session: the first ones listed, the rest counted."""
+    if len(session["login_changes"]) >= LOGIN_CHANGES_LISTED:
+        session["login_changes_unlisted"] = session.get("login_changes_unlisted", 0) + 1
+        return
+    session["login_changes"].append({"seq": call.seq, "line": call.line, "call": call.function,
+                                     "user_type": user, "result": _result(call)}
+                                    | ({"uncertain": call.torn} if call.torn else {}))
+
+
 def _ulong(call: Pkcs11Call, name: str) -> int | None:
     arg = call.arg(name)
     return arg.value if arg is not None and isinstance(arg.value, int) else None
@@ -160,6 +177,9 @@ class Analysis:
     torn_records: int = 0
     orphan_results: int = 0
     unparsed_lines: int = 0
+    # Where the trace is damaged: the first DAMAGE_LISTED incomplete, torn or unparsed
+    # records (neighbouring unparsed lines make one), for summary and view to point at.
+    damage: list[dict] = field(default_factory=list)
     problems: int = 0
     apdus: int = 0  # exchanges with a response
     apdus_unanswered: int = 0
@@ -189,6 +209,7 @@ class Analysis:
     _unlisted_objects: set[tuple[int, int]] = field(default_factory=set, repr=False)
 
     def add(self, event: Event) -> None:
+        self._damage(event)
         if event.process is not None and not isinstance(event, Unparsed):
             self.processes.add(event.process)
         if isinstance(event, Unparsed):
@@ -204,6 +225,25 @@ class Analysis:
             self._pcsc(event)
         elif isinstance(event, DebugLine):
             self._debug(event)
+
+    def _damage(self, event: Event) -> None:
+        kinds = ["unparsed"] if isinstance(event, Unparsed) else []
+        if getattr(event, "incomplete", False):
+            kinds.append("incomplete")
+        if getattr(event, "torn", None):
+            kinds.append("torn" if getattr(event, "function", None) else "result without call")
+        if not kinds:
+            return
+        last = self.damage[-1] if self.damage else None
+        if kinds == ["unparsed"] and last and last["kind"] == "unparsed" \
+                and last["end_line"] + 1 >= event.line:
+            last["end_line"] = max(last["end_line"], event.end_line)
+        elif len(self.damage) < DAMAGE_LISTED:
+            what = getattr(event, "reason", None) or getattr(event, "function", None)
+            torn = getattr(event, "torn", None)
+            self.damage.append({"kind": ", ".join(kinds), "line": event.line,
+                                "end_line": event.end_line, "process": event.process,
+                                "what": f"{what}: {torn}" if torn and what else what or torn})
 
     def _time(self, event: Event) -> None:
         if event.time:
@@ -429,9 +469,7 @@ class Analysis:
         if s is not None and call.rv in (0, 0x100):  # CKR_USER_ALREADY_LOGGED_IN
             s["user"] = user
         if s is not None:
-            s["login_changes"].append({"seq": call.seq, "line": call.line, "call": call.function,
-                                       "user_type": user, "result": _result(call)}
-                                      | ({"uncertain": call.torn} if call.torn else {}))
+            _login_change(s, call, user)
 
     _C_LoginUser = _C_Login
 
@@ -439,9 +477,7 @@ class Analysis:
         h = _ulong(call, "hSession")
         s = self._open.get((proc, h)) if h is not None else None
         if s is not None:
-            s["login_changes"].append({"seq": call.seq, "line": call.line, "call": "C_Logout",
-                                       "user_type": None, "result": _result(call)}
-                                      | ({"uncertain": call.torn} if call.torn else {}))
+            _login_change(s, call, None)
         if call.rv == 0:
             for key, s in self._open.items():  # login state is per token, not per session
                 if key[0] == proc:
@@ -562,6 +598,7 @@ class Analysis:
             "torn_records": self.torn_records,
             "orphan_results": self.orphan_results,
             "unparsed_lines": self.unparsed_lines,
+            "damage": self.damage[:DAMAGE_LISTED],  # chunks merged (fastscan) may hold more
         } | ({"unlisted": unlisted} if (unlisted := self.unlisted()) else {})
 
     def unlisted(self) -> dict[str, int]:

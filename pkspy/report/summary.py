@@ -31,10 +31,11 @@ def operations_text(operations: dict[str, dict]) -> str:
     return ", ".join(parts)
 
 
-def login_changes_text(changes: list[dict]) -> str:
+def login_changes_text(changes: list[dict], more: int = 0) -> str:
     """'#5 C_Login CKU_USER -> CKR_OK, #9 C_Logout -> CKR_OK'."""
     return ", ".join(f"#{c['seq']} {c['call']}" + (f" {c['user_type']}" if c["user_type"] else "")
-                     + f" -> {c['result']}" for c in changes)
+                     + f" -> {c['result']}" for c in changes) + (f", and {more} more" if more
+                                                                 else "")
 
 
 def timing_text(stat: dict) -> str:
@@ -55,6 +56,21 @@ def _listed(s: dict, key: str) -> str:
     return f"{n} listed of {n + left_out}" if left_out else f"{n}"
 
 
+DAMAGE_SHOWN = 10
+
+
+def damage_lines(damage: list[dict]) -> list[str]:
+    """Where the first damaged records are: 'line 5881-5887  p2 incomplete, torn: C_Login...'."""
+    out = []
+    for d in damage[:DAMAGE_SHOWN]:
+        lines = f"{d['line']}-{d['end_line']}" if d["end_line"] != d["line"] else str(d["line"])
+        what = f": {d['what']}" if d.get("what") else ""
+        out.append(f"  line {lines:<13} p{d['process']} {d['kind']}{what}")
+    if len(damage) > DAMAGE_SHOWN:
+        out.append(f"  ... the first {len(damage)} are listed by summary --json")
+    return out
+
+
 def render(s: dict) -> str:
     out = [f"format     {s['format']}",
            f"processes  {s['processes']}",
@@ -64,6 +80,7 @@ def render(s: dict) -> str:
     out.append(f"records    {s['incomplete_records']} incomplete, {s['torn_records']} torn by "
                f"threads, {s['orphan_results']} results without a call, "
                f"{s['unparsed_lines']} unparsed lines")
+    out += damage_lines(s.get("damage", []))
     out.append("")
     out.append(f"failed calls ({_listed(s, 'failed_calls')})")
     for f in s["failed_calls"]:
@@ -83,7 +100,8 @@ def render(s: dict) -> str:
         if x.get("operations"):
             out.append("    operations: " + operations_text(x["operations"]))
         if x.get("login_changes"):
-            out.append("    logins: " + login_changes_text(x["login_changes"]))
+            out.append("    logins: " + login_changes_text(
+                x["login_changes"], x.get("login_changes_unlisted", 0)))
     out.append("")
     out.append(f"object lookups ({_listed(s, 'finds')})")
     for x in s["finds"]:

@@ -2,7 +2,8 @@
 
 Each trace is read through the pipeline (redacted; there is no way to reveal
 here) and boiled down to one normalised key per PKCS#11 call, PC/SC call,
-APDU exchange and process start, with what changes from run to run taken
+APDU exchange, process start, and OpenSC debug line that reports a PKCS#11 or
+PC/SC result (its other lines are its own inner workings), with what changes from run to run taken
 out, as pcsc-lite's ``pcsc-spy --diffable`` does for PC/SC (it masks
 hContext, hCard, pioSendPci/pioRecvPci and the times):
 
@@ -34,6 +35,7 @@ from pkspy.model import (
     ApduExchange,
     Arg,
     Attribute,
+    DebugLine,
     Event,
     PcscCall,
     Pkcs11Call,
@@ -90,7 +92,7 @@ class _Names:
 
     def __init__(self) -> None:
         self.names: dict[tuple[int | None, str, object], str] = {}
-        self.counts: dict[str, int] = {}
+        self.counts: dict[tuple[int | None, str], int] = {}
 
     def __call__(self, process: int | None, kind: str, value: object) -> str:
         if value is None:
@@ -98,9 +100,9 @@ class _Names:
         if value == 0 and kind != "slot":  # CK_INVALID_HANDLE; slot 0 is a slot
             return f"{kind}:none"
         key = (process, kind, value)
-        if key not in self.names:
-            self.counts[kind] = self.counts.get(kind, 0) + 1
-            self.names[key] = f"{kind}#{self.counts[kind]}"
+        if key not in self.names:  # counted per process: a run more or less shifts nothing
+            n = self.counts[(process, kind)] = self.counts.get((process, kind), 0) + 1
+            self.names[key] = f"{kind}#{n}"
         return self.names[key]
 
 
@@ -178,6 +180,12 @@ def item(event: Event, names: _Names) -> Item | None:
         ins = iso7816.ins_name(head[1], head[0], None, *head[2:4]) if len(head) == 4 else "?"
         sw = f"{event.sw:04X}" if event.sw is not None else "no response"
         return Item(f"APDU {head.hex(' ').upper()} ({ins}) -> {sw}", event, f"APDU {ins}", sw)
+    if isinstance(event, DebugLine) and event.what == "pkcs11" and event.function:
+        rv = None if event.rv is None else pkcs11.ckr_name(event.rv) or f"0x{event.rv:x}"
+        return Item(f"{event.function} (in OpenSC's log) -> {rv}", event, event.function, rv)
+    if isinstance(event, DebugLine) and event.what == "pcsc":
+        rv = None if event.rv is None else f"0x{event.rv:08X}"
+        return Item(f"PC/SC (in OpenSC's log) {event.message}", event, "PC/SC", rv)
     if isinstance(event, ProcessStart):
         module = (event.module or "?").rsplit("/", 1)[-1]
         return Item(f"process start {event.tool} {module}", event, "process start", None)

@@ -199,3 +199,26 @@ def test_past_the_comparison_bound_the_rest_is_one_change(monkeypatch):
     assert last.a_range[1] == len(a.items) - 2 and last.b_range[1] == len(b.items) - 2
     assert covered_a >= sum(c.a_range[1] - c.a_range[0] for c in whole.changes)
     assert covered_b >= sum(c.b_range[1] - c.b_range[0] for c in whole.changes)
+
+
+@pytest.mark.parametrize("log", ["spy.log", "opensc-debug.log"])
+def test_one_more_run_is_where_the_traces_part(log):
+    """fixtures/merge: 'midnight' ran pkcs11-tool -L (under faketime), 'tool' ran the same
+    then pkcs11-tool -I. In the spy log and in OpenSC's own log alike, the first run
+    matches (other pids, clocks, days) and the difference is the second process."""
+    merge = ROOT / "fixtures" / "merge"
+    one, two = (json.loads((merge / f"{n}.expected.json").read_text())
+                for n in ("midnight", "tool"))
+    assert one["runs"][0]["argv"] == two["runs"][0]["argv"] and two["processes"] == 2
+    rc, out = _diff_json(merge / f"midnight.{log}", merge / f"tool.{log}")
+    assert rc == 1
+    first = out["first_divergence"]
+    assert first["kind"] == "sequence" and first["a"] is None
+    assert first["b"]["process"] == 1 and first["a_index"] == out["a"]["compared"]
+    assert all(x["process"] == 1 for d in out["differences"] for x in d["b"])
+    # the first run's last call, as each trace records it (OpenSC logs some results itself)
+    last = first["context"][-1]
+    if log == "spy.log":
+        assert last["what"] == "C_Finalize" and last["result"] == "CKR_OK"
+    else:
+        assert last["what"] == "C_GetSlotInfo" and "in OpenSC's log" in last["key"]

@@ -3,12 +3,14 @@
 ``pkspy replay`` runs this module under pkcs11-spy (``pkspy.capture.run``), so
 every live call lands in a redacted trace; the comparison is made from that
 trace, not from here. This side only makes the calls, maps recorded handles
-to live ones and writes down, per step, whether it ran, the result, and which
-live calls it made, in order (a private JSON file: results, never data).
+to live ones and writes down, as it goes, whether each step ran, its result,
+and which live calls it made, in order (private JSON lines: results, never
+data), so a module that kills the process leaves what happened up to there.
 
 Handles: a recorded session is the live session opened at the same step; a
 recorded object is the live object at the same place in the answer of the
-same lookup (same template), or made by the same create/generate step; a
+same lookup (same template; where it found several, the one the trace
+describes, see ``identity``), or made by the same create/generate step; a
 recorded slot is ``--slot`` if given, else the live slot at the same place in
 the same C_GetSlotList answer. PINs come from PKSPY_REPLAY_PIN /
 PKSPY_REPLAY_SO_PIN, set by ``pkspy replay`` from the maintainer's input.
@@ -32,7 +34,8 @@ PIN_ENV = {"CKU_USER": "PKSPY_REPLAY_PIN", "CKU_SO": "PKSPY_REPLAY_SO_PIN",
 
 
 class Unmapped(Exception):
-    """A recorded handle with no live counterpart: the step cannot run."""
+    """A step that cannot be made as recorded (a handle with no live counterpart, no
+    PIN, an Init not made): the message says why."""
 
 
 CKR_BUFFER_TOO_SMALL = 0x150

@@ -177,6 +177,8 @@ class _Merger:
     def key(self, src: _Source, event: Event) -> float:
         clock = parse_clock(event.time)
         if clock is not None:
+            if src.first is None:  # a file opened late (follow) dates the others too
+                src.first = clock
             day, secs = clock
             if day is None:
                 if src.day is None:

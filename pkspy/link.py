@@ -157,9 +157,10 @@ def _assign(g: _Group, owner: list[int | None]) -> list[int | None]:
     # The calls' starts as a running maximum (a call with no time takes the one before),
     # so that "the last call that began at or before t" is a bisection.
     keys: list[float] = []
+    running = float("-inf")
     for start in g.starts:
-        keys.append(max(start, keys[-1]) if start is not None and keys else
-                    start if start is not None else keys[-1] if keys else float("-inf"))
+        running = max(running, start) if start is not None else running
+        keys.append(running)
     previous = None
     last = len(g.calls) - 1
     for i, (_event, t) in enumerate(g.events):
@@ -185,10 +186,13 @@ def _groups(calls: list[Pkcs11Call], debug: list[Event]) -> list[_Group]:
     spy: dict[int | None, list[Pkcs11Call]] = {}
     for c in calls:
         spy.setdefault(c.process, []).append(c)
-    pids = {c.pid: p for p, cs in spy.items() for c in cs[:1] if c.pid is not None}
-    firsts = sorted((s, p) for p, cs in spy.items()
-                    for s in [next((x for x in map(_abs, map(parse_clock, (c.time for c in cs)))
-                                    if x is not None), None)] if s is not None)
+    pids = {cs[0].pid: p for p, cs in spy.items() if cs[0].pid is not None}
+    firsts: list[tuple[float, int | None]] = []  # (first time, spy process), by time
+    for p, cs in spy.items():
+        first = next((t for c in cs if (t := _abs(parse_clock(c.time))) is not None), None)
+        if first is not None:
+            firsts.append((first, p))
+    firsts.sort(key=lambda x: x[0])
     clock = _DebugClock(firsts[0][0] if firsts else None)
     by_thread = all(c.tid for c in calls)
     groups: dict[tuple, _Group] = {}

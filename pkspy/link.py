@@ -99,6 +99,11 @@ class _Group:
     events: list[tuple[Event, float | None]] = field(default_factory=list)
 
 
+def _is_anchor(event: Event) -> bool:
+    return isinstance(event, DebugLine) and bool(event.function) \
+        and event.function.startswith("C_")
+
+
 def _is_entry(line: DebugLine) -> bool:
     """"C_GetSlotList(token=0, refresh)", "C_Finalize()": a function's first line;
     not "C_GetSlotInfo() get slot rv ..." nor "C_Initialize() = CKR_OK"."""
@@ -121,8 +126,7 @@ def _anchors(g: _Group) -> list[int | None]:
     owner: list[int | None] = [None] * len(g.events)
     cursor, entered = 0, False  # entered: the cursor's call has shown its entry line
     for i, (event, t) in enumerate(g.events):
-        if not (isinstance(event, DebugLine) and event.function
-                and event.function.startswith("C_")):
+        if not _is_anchor(event):
             continue
         found: list[int] = []  # the first two calls that could hold this line
         for j in range(cursor, len(g.calls)):
@@ -228,7 +232,10 @@ def link(calls: Iterable[Pkcs11Call], debug_events: Iterable[Event],
     """{call.line: the debug events that happened during that call}; see the module
     docstring for how."""
     real = [c for c in calls if isinstance(c, Pkcs11Call) and c.function]
-    debug = [e for e in debug_events if isinstance(e, (DebugLine, ApduExchange))]
+    # Only anchors decide where other lines go, so the rest of a large log (an
+    # OPENSC_DEBUG=9 log runs to hundreds of MB) is never held.
+    debug = [e for e in debug_events if isinstance(e, (DebugLine, ApduExchange))
+             and (keep(e) or _is_anchor(e))]
     out: dict[int, list[Event]] = {}
     for g in _groups(real, debug):
         owners = _assign(g, _anchors(g))

@@ -10,10 +10,12 @@ redactor masks those columns only.
 
 from __future__ import annotations
 
+from decoders import pkcs11
 from pkspy.formats.spy import SECRET_BUFFERS, _check_lengths, _learn_classes, _mark_secrets
 from pkspy.model import Arg, Attribute, Pkcs11Call, Redacted
 
-__all__ = ["SECRET_BUFFERS", "PrintedBytes", "already_redacted", "finish_call", "printed"]
+__all__ = ["SECRET_BUFFERS", "PrintedBytes", "already_redacted", "extend", "finish_call",
+           "printed", "typed_value"]
 
 
 class PrintedBytes(bytes):
@@ -26,6 +28,18 @@ def printed(data: bytes, index: int, start: int, end: int) -> PrintedBytes:
     value = PrintedBytes(data)
     value.at = (index, start, end)
     return value
+
+
+def typed_value(attr: Attribute, data: bytes, idx: int, start: int, end: int) -> object:
+    """An attribute value as the spy shows it: booleans and enums (class, key type...)
+    by value, everything else as the bytes printed at raw[idx][start:end]."""
+    kind = pkcs11.ATTRIBUTE_KINDS.get(attr.type if attr.type is not None else -1)
+    if kind == "bool" and len(data) == 1:
+        return data != b"\0"
+    if kind in pkcs11.ENUM_KINDS and len(data) in (4, 8):
+        group, context = pkcs11.ENUM_KINDS[kind]
+        return pkcs11.name(group, pkcs11.ulong_from_le(data), context)
+    return printed(data, idx, start, end)
 
 
 def already_redacted(text: str, length: int | None, what: str = "secret") -> Redacted | None:

@@ -44,7 +44,14 @@ from __future__ import annotations
 import re
 
 from decoders import pkcs11
-from pkspy.formats._inline import SECRET_BUFFERS, already_redacted, extend, finish_call, printed
+from pkspy.formats._inline import (
+    SECRET_BUFFERS,
+    already_redacted,
+    extend,
+    finish_call,
+    printed,
+    typed_value,
+)
 from pkspy.model import Arg, Attribute, Event, Mechanism, Pkcs11Call, Unparsed
 
 HEADER = re.compile(r"^(C_\w+)\s*$")
@@ -389,7 +396,7 @@ def _attributes(arg: Arg, body: str, col: int) -> list[Attribute]:
             start = m.end() + cm.end() + 1
             data, end = _unescape(body, start, min(length, 128) if length is not None else None)
             attr.length = length
-            attr.value = already_redacted(body[start:end], length) or _typed(
+            attr.value = already_redacted(body[start:end], length) or typed_value(
                 attr, data, idx, col + start, col + end)
             pos = end
             continue
@@ -404,13 +411,6 @@ def _attributes(arg: Arg, body: str, col: int) -> list[Attribute]:
             attr.value = text  # an enum name (class, key type...) or "N (category)"
         pos = end
     return attrs
-
-
-def _typed(attr: Attribute, data: bytes, idx: int, start: int, end: int) -> object:
-    """Booleans as booleans (the spy prints them so); other values as bytes."""
-    if pkcs11.ATTRIBUTE_KINDS.get(attr.type or -1) == "bool" and len(data) == 1:
-        return data != b"\0"
-    return printed(data, idx, start, end)
 
 
 def _bytes(arg: Arg, value: str, idx: int, col: int) -> None:

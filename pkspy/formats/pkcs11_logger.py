@@ -29,7 +29,14 @@ import re
 from dataclasses import dataclass, field
 
 from decoders import pkcs11
-from pkspy.formats._inline import SECRET_BUFFERS, already_redacted, extend, finish_call, printed
+from pkspy.formats._inline import (
+    SECRET_BUFFERS,
+    already_redacted,
+    extend,
+    finish_call,
+    printed,
+    typed_value,
+)
 from pkspy.model import (
     Arg,
     Attribute,
@@ -150,16 +157,14 @@ class Pkcs11LoggerParser:
         if m is None and not when:
             m = CALLING.match(step)  # 2.0-2.2: an untimed "Calling C_X" begins the call
         if m:
-            self._begin(t, m.group(1), when or self._held_time(t), text, lineno, offset, out)
+            self._begin(t, m.group(1), when or self._held_time(t), lineno, offset, out)
+            self._add(t, text, lineno)
             return
         call = t.call
         if call is None and (step in ("Input", "Output") or PARAM.match(msg)):
             # the trace begins (or was cut) inside a call: its values may hold a PIN
-            self._begin(t, None, when, text, lineno, offset, out)
-            t.call.torn = "lines of a call whose header the trace does not have (cut?)"
-            t.lines.pop()
-            t.call.raw.pop()
-            call = t.call
+            call = self._begin(t, None, when, lineno, offset, out)
+            call.torn = "lines of a call whose header the trace does not have (cut?)"
         if call is None:
             if LOADER.match(step) or LOADING.match(step):
                 out.append(DebugLine(line=lineno, end_line=lineno, offset=offset, raw=[text],
@@ -172,21 +177,15 @@ class Pkcs11LoggerParser:
                                     process=t.process, reason="outside any pkcs11-logger call"))
             return
         idx = self._add(t, text, lineno)
-        if when:
-            if CALLING.match(step):
-                t.called = when
-                return
-            if RECEIVED.match(step):
-                if t.called is not None:
-                    call.duration = round(_seconds(when) - _seconds(t.called), 6)
-                return
-            m = RETURNING.match(step)
-            if m:
-                call.rv = int(m.group(1))
-                call.rv_text = m.group(2)
-                self._finish(t, out)
-                return
-        elif not when and (m := RETURNING.match(step)):  # 2.0-2.2
+        if when and CALLING.match(step):  # 2.3: the module is called
+            t.called = when
+            return
+        if when and RECEIVED.match(step):
+            if t.called is not None:
+                call.duration = round(_seconds(when) - _seconds(t.called), 6)
+            return
+        m = RETURNING.match(step)
+        if m:
             call.rv = int(m.group(1))
             call.rv_text = m.group(2)
             self._finish(t, out)
@@ -263,20 +262,22 @@ class Pkcs11LoggerParser:
                                 reason="a separator with no call after it"))
         t.held = []
 
-    def _begin(self, t: _Thread, function: str | None, when: str | None, text: str, lineno: int,
-               offset: int, out: list[Event]) -> None:
+    def _begin(self, t: _Thread, function: str | None, when: str | None, lineno: int,
+               offset: int, out: list[Event]) -> Pkcs11Call:
+        """A new call of this thread, holding the separators before it."""
         if t.call is not None:
             t.call.torn = f"{function} began in the same thread before it returned"
             self._finish(t, out, incomplete=True)
         self._flush_start(t, out)
-        lines = [*t.held, (text, lineno, offset)]
+        first = t.held[0] if t.held else ("", lineno, offset)
+        t.call = Pkcs11Call(line=first[1], end_line=lineno, offset=first[2],
+                            raw=[x for x, _, _ in t.held], process=t.process,
+                            pid=_int(t.key[0]), tid=t.key[1], time=_ms(when), function=function)
+        t.lines = [n for _, n, _ in t.held]
         t.held = []
-        t.call = Pkcs11Call(line=lines[0][1], end_line=lineno, offset=lines[0][2],
-                            raw=[x for x, _, _ in lines], process=t.process, pid=_int(t.key[0]),
-                            tid=t.key[1], time=_ms(when), function=function)
-        t.lines = [n for _, n, _ in lines]
         t.direction = t.target = t.template = t.attr = t.called = None
         t.nested = 0
+        return t.call
 
     def _add(self, t: _Thread, text: str, lineno: int) -> int:
         assert t.call is not None
@@ -350,7 +351,7 @@ class Pkcs11LoggerParser:
                 last = next(reversed(info))
                 info[last] = f"{info[last]}.{value}" if info[last] else value
             else:
-                info[name] = _number(value) if value.isdigit() else value
+                info[name] = int(value) if value.isdigit() else value
         return True
 
     def _arg_line(self, t: _Thread, call: Pkcs11Call, star: str, name: str, index: str | None,
@@ -392,7 +393,7 @@ class Pkcs11LoggerParser:
                 arg.value = (pkcs11.name("CKM", int(m.group(1))) if name != "userType"
                              else pkcs11.name("CKU", int(m.group(1))))
             elif m:
-                arg.value = _number(m.group(1))
+                arg.value = int(m.group(1))
             elif value.startswith("0x") or value == "(nil)":
                 arg.kind, arg.value = "pointer", value
             else:
@@ -432,7 +433,7 @@ class Pkcs11LoggerParser:
         star = "*" + name
         arg = Arg(name=RENAMES.get(star, star), direction=d, span=(idx, idx))
         if m:
-            arg.value = _number(m.group(1))
+            arg.value = int(m.group(1))
         elif base is not None and base.kind == "pointer":
             arg.kind, arg.value = "text", value  # *pLabel: a label as text
         else:
@@ -497,7 +498,7 @@ class Pkcs11LoggerParser:
             if data is None:
                 return value == UNREADABLE
             start = vcol + 4
-            attr.value = already_redacted(value[4:-1], attr.length) or _typed(
+            attr.value = already_redacted(value[4:-1], attr.length) or typed_value(
                 attr, data, idx, start, start + len(value) - 5)
             return True
         return name == "pValue"
@@ -518,17 +519,6 @@ def _tidy_args(call: Pkcs11Call) -> None:
         found.value = found.value[:count.value]
 
 
-def _typed(attr: Attribute, data: bytes, idx: int, start: int, end: int) -> object:
-    """Booleans and enums (class, key type...) as the spy shows them; bytes otherwise."""
-    kind = pkcs11.ATTRIBUTE_KINDS.get(attr.type if attr.type is not None else -1)
-    if kind == "bool" and len(data) == 1:
-        return data != b"\0"
-    if kind in pkcs11.ENUM_KINDS and len(data) in (4, 8):
-        group, context = pkcs11.ENUM_KINDS[kind]
-        return pkcs11.name(group, pkcs11.ulong_from_le(data), context)
-    return printed(data, idx, start, end)
-
-
 def _hex(value: str) -> bytes | None:
     m = HEX.match(value)
     if not m:
@@ -544,10 +534,6 @@ def _find(call: Pkcs11Call, name: str, direction: str | None) -> Arg | None:
         if arg.name == name and arg.direction == direction:
             return arg
     return None
-
-
-def _number(text: str) -> int:
-    return int(text)
 
 
 def _int(text: str | None) -> int | None:

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, expected, pkspy, secret_forms, summary
+from conftest import ROOT, expected, fixture_secret_forms, pkspy, summary
 from textual.widgets import Static
 
 from pkspy.link import link_paths
@@ -65,19 +65,6 @@ def screen_text(app) -> str:
         lines.setdefault(line, []).append(html.unescape(text).replace("\xa0", " "))
     ordered = sorted(lines.items(), key=lambda kv: int(kv[0]))
     return "\n".join("".join(parts) for _, parts in ordered)
-
-
-def secrets(trace: Path) -> list[str]:
-    truth = expected(trace)
-    weak = set(truth.get("weak_secrets", []))
-    forms = []
-    for key, value in truth["secrets"].items():
-        if key == "key_values_hex":
-            for hexval in value:
-                forms += secret_forms(bytes.fromhex(hexval))
-        elif value:
-            forms += [f for f in secret_forms(value) if not (key in weak and f == value)]
-    return forms
 
 
 def app_for(*paths: Path, follow: bool = False, reveal: bool = False) -> ViewerApp:
@@ -128,7 +115,7 @@ def test_index_has_one_row_per_line_of_tail_and_no_secret(trace):
     tail = pkspy("tail", "--no-follow", str(trace))
     assert tail.returncode == 0, tail.stderr
     count = len(tail.stdout.decode().splitlines())
-    forms = secrets(trace)
+    forms = fixture_secret_forms(trace)
 
     async def go():
         app = app_for(trace)
@@ -173,7 +160,7 @@ def test_failed_login_shows_its_result_and_masked_raw_lines():
             assert re.search(r"^ *216 +00000000  (\*\* ){10}", screen, re.M), screen
             assert "‹PIN redacted, 10 bytes›" in screen
             assert "hint:" in screen
-            assert not [f for f in secrets(LOGIN_TRACE) if f in screen]
+            assert not [f for f in fixture_secret_forms(LOGIN_TRACE) if f in screen]
     run(go())
 
 
@@ -209,7 +196,7 @@ def test_logins_pane_lists_the_failed_login_and_selecting_it_filters_to_its_sess
 def test_logins_pane_shows_the_tries_a_card_has_left(trace):
     commands = summary(trace)["pin_commands"]
     assert any(p["tries_left"] is not None for p in commands)
-    forms = secrets(trace)
+    forms = fixture_secret_forms(trace)
 
     async def go():
         app = app_for(trace)
@@ -366,7 +353,7 @@ def test_objects_pane_names_the_keys_and_filters_to_their_calls():
 
 @pytest.mark.parametrize("trace", FIRST, ids=lambda p: p.name)
 def test_no_secret_on_any_tab(trace):
-    forms = secrets(trace)
+    forms = fixture_secret_forms(trace)
 
     async def go():
         app = app_for(trace)
@@ -627,7 +614,7 @@ def test_view_in_a_real_terminal():
     command = f"env NO_COLOR=1 {sys.executable} -m pkspy view {LOGIN_TRACE}"
     subprocess.run(["tmux", "new-session", "-d", "-s", session, "-x", "80", "-y", "24",
                     "-c", str(ROOT), command], check=True)
-    forms = secrets(LOGIN_TRACE)
+    forms = fixture_secret_forms(LOGIN_TRACE)
 
     def screen() -> str:
         return subprocess.run(["tmux", "capture-pane", "-p", "-t", session],

@@ -11,11 +11,12 @@ hContext, hCard, pioSendPci/pioRecvPci and the times):
 * handles (sessions, objects, slots, PC/SC contexts and cards) are named in
   order of first appearance per process (``session#1``, ``object#2`` ...), so
   the same object in two runs gets the same name;
-* pointers, buffers (data, signatures, PINs: already redacted), info blocks
-  (serial numbers, clocks), the values a module returns in templates, and
-  APDU data are left out; what stays is the function, its enums, flags,
-  counts, the templates asked for, the mechanism and the result; for an APDU
-  CLA INS P1 P2 and the status word.
+* pointers, buffers (data, signatures, PINs: already redacted), the values a
+  module returns in templates, APDU data, and of info blocks all but flags,
+  session state and mechanism sizes (serial numbers, clocks, free memory) are
+  left out; what stays is the function, its enums, flags, counts, the
+  templates asked for, the mechanism and the result; for an APDU CLA INS P1 P2
+  and the status word.
 
 The keys are compared with difflib. The first change is the divergence: its
 kind says whether the same call came back with another result ("result"),
@@ -64,7 +65,10 @@ PCSC_POINTERS = {("phCard", "in"), ("pdwActiveProtocol", "in"), ("phContext", "i
                  ("pvMem", "in")}
 # The high word of a reader state is an event counter: it differs in every run.
 PCSC_STATES = {"dwCurrentState", "dwEventState", "dwState"}
-SKIP_KINDS = {"pointer", "buffer", "info", "interfaces"}
+SKIP_KINDS = {"pointer", "buffer", "interfaces"}
+# Of an info block (token, slot, session, mechanism info), what tells a run's state
+# rather than the run itself (serial numbers, clocks, free memory, descriptions).
+INFO_KEPT = ("state", "flag_names", "min", "max")
 SKIP_NAMES = {"pInitArgs", "pReserved", "pApplication", "Notify", "pvReserved1",
               "pvReserved2"}
 
@@ -148,6 +152,10 @@ def _arg(arg: Arg, process: int | None, names: _Names, function: str | None = No
     if arg.kind == "template":
         return f"{where}{arg.name}=" + _template(arg.value or [], arg.direction,
                                                  function == "C_GetAttributeValue")
+    if arg.kind == "info":
+        info = arg.value if isinstance(arg.value, dict) else {}
+        kept = [f"{k}={info[k]}" for k in INFO_KEPT if k in info]
+        return f"{where}{arg.name}={{{', '.join(kept)}}}" if kept else None
     if arg.kind == "mechanism":
         return f"{where}{arg.name}={getattr(arg.value, 'name', arg.value)}"
     if arg.kind == "mechanisms":

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import sys
+import threading
 
 import click
 
 from pkspy import __version__, errors, formats
+from pkspy.pipeline import is_fifo
 from pkspy.report import explain as explain_report
 from pkspy.report import export as export_report
 from pkspy.report import redacted_copy
@@ -27,6 +30,22 @@ def _colour_wanted() -> bool:
 def _fail(message: str | SourceError, code: int = errors.USAGE) -> None:
     """One line on stderr and the error's exit code (pkspy/errors.py has them all)."""
     errors.fail(str(message), getattr(message, "exit_code", code))
+
+
+def _stop_on_ctrl_c() -> threading.Event:
+    """While following, the first Ctrl-C ends the read where it is, so a record its writer
+    never finished is still shown (incomplete); a second one interrupts at once."""
+    stopped = threading.Event()
+
+    def first(_signum, _frame) -> None:
+        stopped.set()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    signal.signal(signal.SIGINT, first)
+    return stopped
+
+
+_interrupted = errors.interrupted  # `tail` has an option named errors
 
 
 class _Commands(click.Group):
@@ -75,13 +94,19 @@ def tail(files: tuple[str, ...], last: int | None, follow: bool, errors: bool, f
     if reveal_secrets:
         click.echo("pkspy: warning: --reveal-secrets: PINs and keys are shown in clear",
                    err=True)
+    follow = follow and "-" not in files
+    stopped = _stop_on_ctrl_c() if follow and not all(map(is_fifo, files)) else None
     try:
-        tail_report.run(list(files), last=last, follow=follow and "-" not in files,
+        tail_report.run(list(files), last=last, follow=follow,
                         errors_only=errors,
                         fmt=fmt, as_json=as_json, out=sys.stdout, colour=_colour_wanted(),
-                        reveal=reveal_secrets)
+                        reveal=reveal_secrets, stop=stopped.is_set if stopped else None)
     except SourceError as e:
+        if stopped is not None and stopped.is_set():  # stopped before any line came
+            _interrupted()
         _fail(e)
+    if stopped is not None and stopped.is_set():
+        _interrupted()
 
 
 @main.command()

@@ -129,6 +129,7 @@ def follow_lines(path: str, start: int = 0, poll: float = 0.05,
     pending = b""
     pending_at = 0
     skipping = False
+    gone = False
     while True:
         if f is None:
             try:
@@ -169,11 +170,15 @@ def follow_lines(path: str, start: int = 0, poll: float = 0.05,
                 pending_at += len(pending)
                 pending, skipping = b"", True
             continue
-        # at the end: has the file been truncated or replaced?
+        # at the end: has the file been truncated, replaced or deleted?
         try:
             st = os.stat(path)
         except FileNotFoundError:
             st = None
+        if (st is None) != gone:  # once each way: deleted, then back (as "replaced")
+            gone = st is None
+            if gone:
+                note(f"{path}: deleted; waiting for it to be created again")
         if st is not None and st.st_ino != ino:
             note(f"{path}: replaced; reading the new file")
             if pending:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import queue
+import signal
 import subprocess
 import sys
 import threading
@@ -115,6 +116,82 @@ def test_tail_of_a_fifo_prints_every_record_as_it_comes(tmp_path):
         seen = tail.wait_for("#52 C_Finalize")
         assert sum(" C_" in s for s in seen) == TRACE.count(b"\nReturned:")
         assert tail.proc.wait(timeout=10) == 0
+    finally:
+        if tail.proc.poll() is None:
+            tail.close()
+
+
+ONE_RUN = TRACE[: _cut(TRACE, b"\n\n\n*************** OpenSC PKCS#11 spy") + 1]
+
+
+def _calls(lines: list[str]) -> list[str]:
+    return [s.split()[2] + " " + s.split()[3] for s in lines if " C_" in s]
+
+
+def test_tail_says_it_waits_for_a_missing_file_at_once(tmp_path):
+    log = tmp_path / "later.log"
+    tail = Tail(str(log))
+    try:
+        tail.wait_for(f"-- {log}: does not exist yet; waiting for it")
+    finally:
+        tail.close()
+
+
+def test_tail_notices_deletion_and_reads_the_file_created_again(tmp_path):
+    log = tmp_path / "trace.log"
+    log.write_bytes(ONE_RUN)
+    tail = Tail(str(log))
+    try:
+        tail.wait_for("#8 C_Finalize")  # following it
+        log.unlink()
+        tail.wait_for("deleted; waiting for it to be created again")
+        log.write_bytes(ONE_RUN)
+        tail.wait_for("replaced; reading the new file")
+        seen = tail.wait_for("#8 C_Finalize")
+        assert len(_calls(seen)) == 9 == ONE_RUN.count(b"\nReturned:")  # once, from the start
+    finally:
+        tail.close()
+
+
+def test_a_slow_writer_half_a_line_at_a_time_loses_and_repeats_nothing(tmp_path):
+    """The writer flushes 37 bytes at a time, cutting lines and records anywhere: tail
+    shows each call once, as `tail --no-follow` of the whole file does."""
+    log = tmp_path / "trace.log"
+    log.write_bytes(b"")
+    part = TRACE[: TRACE.index(b"\n7: C_Login\n") + 1]
+    tail = Tail("-n", "100000", str(log))
+    try:
+        with open(log, "ab") as f:
+            for at in range(0, len(part), 37):
+                f.write(part[at:at + 37])
+                f.flush()
+                time.sleep(0.002)
+        seen = tail.wait_for("#6 C_GetTokenInfo")
+        time.sleep(1.0)
+        while not tail.lines.empty():
+            seen.append(tail.lines.get())
+    finally:
+        tail.close()
+    whole = subprocess.run([sys.executable, "-m", "pkspy", "tail", "--no-follow", str(log)],
+                           capture_output=True, cwd=ROOT, timeout=60).stdout.decode()
+    assert _calls(seen) == _calls(whole.splitlines(keepends=True))
+    assert len(_calls(seen)) == part.count(b"\nReturned:")
+
+
+def test_a_record_its_writer_never_finishes_is_shown_on_ctrl_c(tmp_path):
+    log = tmp_path / "trace.log"
+    cut = TRACE.index(b"Returned:", TRACE.index(b"\n7: C_Login\n"))
+    log.write_bytes(TRACE[:cut])  # the writer hangs inside C_Login
+    tail = Tail(str(log))
+    try:
+        seen = tail.wait_for("#6 C_GetTokenInfo")
+        time.sleep(0.5)
+        assert not any("C_Login" in s for s in seen)
+        tail.proc.send_signal(signal.SIGINT)
+        seen = tail.wait_for("#7 C_Login")
+        assert "[incomplete]" in seen[-1]
+        assert tail.proc.wait(timeout=10) == 130
+        assert tail.proc.stderr.read() == b"pkspy: interrupted\n"
     finally:
         if tail.proc.poll() is None:
             tail.close()

@@ -7,6 +7,7 @@ the file it came from.
 from __future__ import annotations
 
 import json
+import os
 from collections import deque
 from typing import TextIO
 
@@ -40,6 +41,10 @@ def run(paths: str | list[str], *, last: int | None, follow: bool, errors_only: 
     if follow and all(is_fifo(p) for p in paths):
         follow = False  # a FIFO streams to its writer's end: print everything as it comes
     marks: dict[str, str] = {}  # each file's mark at the start of its lines, when merged
+    for p in paths if follow else ():
+        if not os.path.exists(p):  # said now: opening waits for its first lines
+            out.write(f"-- {p}: does not exist yet; waiting for it\n")
+            out.flush()
     if len(paths) == 1:
         _fmt, events = open_events(paths[0], fmt=fmt, follow=follow, notices=notices,
                                    stop=stop, reveal=reveal)

@@ -50,6 +50,7 @@ ROLLOVER = DAY / 2
 # Events read ahead in a file to find its first time (the spy's banner has none).
 LOOKAHEAD = 2000
 NO_CLOCK = float("-inf")
+POLL = 0.05  # seconds between looks at a followed file not written yet
 
 
 def parse_clock(text: str | None) -> tuple[int | None, float] | None:
@@ -84,11 +85,13 @@ class _Source:
     """One file's stream, its look-ahead buffer, and its clock."""
 
     def __init__(self, index: int, path: str, events: Iterator[Event | None] | None,
-                 opener: Callable[[], Iterator[Event | None]] | None = None) -> None:
+                 opener: Callable[[], Iterator[Event | None]] | None = None,
+                 stop: Callable[[], bool] | None = None) -> None:
         self.index = index
         self.path = path
         self.events = events
         self.opener = opener  # for a followed file with nothing in it yet
+        self.stop = stop
         self.ahead: deque[Event | None] = deque()
         self.ended = False
         self.caught_up = False
@@ -103,9 +106,10 @@ class _Source:
         if self.ahead:
             return self.ahead.popleft()
         if self.events is None:
-            if self.opener is None:
+            if self.opener is None or (self.stop is not None and self.stop()):
                 return False
             if _nothing_yet(self.path):
+                _time.sleep(POLL)  # as sources.follow_lines waits for a file
                 return CAUGHT_UP
             self.events = self.opener()
         try:
@@ -263,7 +267,7 @@ def open_merged(paths: list[str], fmt: str | None = None, follow: bool = False,
 
         if follow and path != "-" and _nothing_yet(path):
             formats.append(None)
-            sources.append(_Source(index, path, None, opener))
+            sources.append(_Source(index, path, None, opener, stop))
         else:
             formats.append(None)
             sources.append(_Source(index, path, opener()))

@@ -235,3 +235,26 @@ def test_pcsc_spy_utc_stamps_are_read_in_local_time(tz, pcsc_first):
     timed = [x.split()[0] for x in lines[1:] if x.split()[1] != "-"]  # the banner has no time
     assert (timed[0] == "pyscard.raw") is pcsc_first
     assert sum(1 for a, b in pairwise(timed) if a != b) == 1  # two separate runs
+
+
+def test_following_files_not_written_yet_waits_for_them_and_stops(tmp_path):
+    import threading
+
+    paths, _truth = _pair("tool")
+    spy, debug = tmp_path / "spy.log", tmp_path / "debug.log"  # neither exists yet
+    stopped = threading.Event()
+    fmts, merged = open_merged([str(spy), str(debug)], follow=True, stop=stopped.is_set)
+    assert fmts == [None, None]
+    seen = []
+    for index, event in merged:
+        if event is None:
+            assert index == -1
+            if not spy.exists():
+                spy.write_bytes(Path(paths[0]).read_bytes())
+            continue
+        seen.append((index, event.kind))
+        if event.kind == "call" and event.function == "C_Finalize":
+            stopped.set()  # the debug log never comes: the merge still ends
+    assert fmts == ["pkcs11-spy", None]  # known once the file had lines
+    calls = [e for e in open_events(paths[0])[1] if isinstance(e, Pkcs11Call)]
+    assert sum(1 for i, k in seen if k == "call" and i == 0) == len(calls)

@@ -75,7 +75,7 @@ def test_every_pin_function_of_the_tool_runs_is_a_call_with_its_result():
                  if c.function in ("C_InitToken", "C_InitPIN", "C_SetPIN", "C_Login")]
     assert Counter(pin_calls) == Counter((u["function"], u["rv"])
                                          for u in _uses_by_call(truth["secret_uses"]))
-    assert not [c for c in calls if c.incomplete or c.torn]
+    assert not [c for c in calls if c.incomplete or c.torn or c.problems]
 
 
 def _uses_by_call(uses: list[dict]) -> list[dict]:
@@ -172,6 +172,8 @@ def test_a_cut_or_damaged_trace_reads_without_a_traceback(cut, tmp_path):
     assert pin[: len(pin) // 2] not in r.stdout
     got = summary(broken)
     assert got["incomplete_records"] == 1
+    last = [e for e in open_events(str(broken))[1] if isinstance(e, Pkcs11Call)][-1]
+    assert last.incomplete and "ends inside its value" in last.problems[0]
     damaged = tmp_path / "damaged.log"
     lines = data.splitlines(keepends=True)
     mid = len(lines) // 2

@@ -225,7 +225,7 @@ class P11KitParser:
         call.end_line = max(rec.lines) if rec.lines else call.line
         if rec.lines and rec.lines != list(range(rec.lines[0], rec.lines[0] + len(rec.lines))):
             call.raw_lines = rec.lines
-        finish_call(call, self._classes, SECRETS)
+        finish_call(call, self._classes, SECRETS, check_lengths=False)  # long values are cut
         out.append(call)
 
     def _unparsed(self, text: str, lineno: int, offset: int, reason: str) -> Unparsed:
@@ -266,6 +266,8 @@ class P11KitParser:
             return
         where, name, value = m.groups()
         arg = _param(call, "in" if where == "  IN" else "out", name, value, idx, m.start(3))
+        if BYTES_OPEN.match(value) and not value.endswith('"'):
+            call.problems.append(f"line {lineno}: {name}: the line ends inside its value")
         call.args.append(arg)
         if value == "{":
             rec.block = arg

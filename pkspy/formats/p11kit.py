@@ -313,7 +313,7 @@ def _param(call: Pkcs11Call, direction: str | None, name: str, value: str, idx: 
     arg = Arg(name=name, direction=direction, span=(idx, idx))
     m = LIST.match(value)
     if m:
-        _list(arg, int(m.group(1)), m.group(2), value, col + m.start(2))
+        _list(arg, int(m.group(1)), m.group(2), col + m.start(2))
         return arg
     if BYTES_OPEN.match(value):
         _bytes(arg, value, idx, col)
@@ -348,7 +348,8 @@ def _param(call: Pkcs11Call, direction: str | None, name: str, value: str, idx: 
     return arg
 
 
-def _list(arg: Arg, count: int, body: str, line: str, col: int) -> None:
+def _list(arg: Arg, count: int, body: str, col: int) -> None:
+    """``(N) [ ... ]``: attribute types, slots (SL), handles (H), mechanisms or a template."""
     arg.length = count
     if body.startswith("{"):
         arg.kind, arg.value = "template", _attributes(arg, body, col)

@@ -222,3 +222,17 @@ def test_one_more_run_is_where_the_traces_part(log):
         assert last["what"] == "C_Finalize" and last["result"] == "CKR_OK"
     else:
         assert last["what"] == "C_GetSlotInfo" and "in OpenSC's log" in last["key"]
+
+
+def test_pin_apdus_in_a_diff_stay_redacted():
+    from conftest import fixture_secret_forms
+
+    a, b = OPENSC / "pkcs11-tool-L-d9.log", OPENSC / "opensc-tool-d9.log"  # b sends VERIFYs
+    forms = fixture_secret_forms(a) + fixture_secret_forms(b)
+    for args in (["diff"], ["diff", "--json"]):
+        r = pkspy(*args, str(a), str(b))
+        assert r.returncode == 1, r.stderr
+        out = r.stdout.decode()
+        assert "VERIFY" in out and "PIN redacted" in out
+        for form in forms:
+            assert form not in out, (args, form)

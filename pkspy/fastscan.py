@@ -1,27 +1,32 @@
-"""``pkspy summary`` of a large pkcs11-spy log on every core, with the same result.
+"""``pkspy summary`` of a large trace on every core, with the same result.
 
 A pkcs11-spy log is a series of runs, each opened by a banner line; the spy
 parser resets at a banner (process index + 1, no record open, object classes
-and torn-call counts cleared) and every piece of per-process state in
-``Analysis`` is keyed by the process index. So the file is cut at banner lines
-into chunks, each chunk is parsed by the full decoder in a worker process with
-its first process index and line number set, and the partial analyses are
-merged in file order.
+and torn-call counts cleared). An OpenSC debug log of processes that ran one
+after the other has the same shape: the parser keeps its state per process id
+(threads, call stacks, clocks) and numbers processes in the order they appear.
+Every piece of per-process state in ``Analysis`` is keyed by the process index.
+So the file is cut where a run or a process starts, each chunk is read by the
+full decoder in a worker process with its first process index and line number
+set, and the partial analyses are merged in file order.
 
-Two things cross a cut, and both are checked, not assumed:
+What crosses a cut is checked, not assumed:
 
-* The parser's process index: each worker reports the index the *next*
-  chunk's banner gets (it feeds that banner line too, which also ends a record
-  the banner interrupts, as the sequential parse does); a chunk that was given
-  another base makes the whole summary fall back to the sequential path.
+* Process numbering: a spy worker reports the index the *next* chunk's banner
+  gets (it feeds that banner line too, which also ends a record the banner
+  interrupts, as the sequential parse does); an OpenSC worker reports the
+  process ids it read, which must be as many as the byte scan counted and in
+  no other chunk. Otherwise the summary takes the sequential path.
 * The redactor's memory of secrets: a later copy of a PIN is masked only if
   the PIN was learned earlier in the file. Chunk 0 is read first; the others
   start from what it learned (in the same order, which fixes the sweep
   pattern). A chunk whose predecessors learned anything else is read again
   with exactly what they learned.
+* OpenSC commands never answered are emitted at the end of the file: each
+  worker hands them over, and they are counted after the last chunk.
 
-Anything else (another format, a small file, a pipe, a merge that is not
-exact) takes the sequential path, ``summary.summarize``.
+Anything else (another format, a small file, a pipe, processes side by side,
+a merge that is not exact) takes the sequential path, ``summary.summarize``.
 """
 
 from __future__ import annotations
@@ -33,18 +38,26 @@ import os
 import re
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, field, fields
 
 from pkspy import analysis
 from pkspy.analysis import Analysis, Listed
+from pkspy.formats.opensc_debug import OpenscDebugParser
 from pkspy.formats.spy import BANNER, SpyParser
+from pkspy.model import Event
 from pkspy.redact import Redactor
 from pkspy.sources import decode, read_lines
 
 FORMAT = SpyParser.format
+DEBUG_FORMAT = OpenscDebugParser.format
 MIN_PARALLEL = 16 << 20  # smaller files: starting workers costs more than it saves
 FIRST_CHUNK = 2 << 20  # read alone first, to learn the secrets the others start from
 CHUNKS_PER_WORKER = 4  # more chunks than workers: an even finish without knowing run sizes
+# An OpenSC header line of 0.20 and later, and its process id.
+PID_LINE = re.compile(rb"^P:(\d+); ", re.MULTILINE)
+CUT_TRIES = 8  # process changes looked at for one cut
+CUT_SEARCH = 64 << 20  # bytes looked through for one cut
+BLOCK = 16 << 20  # bytes counted at a time
 # A banner line at the start of a line (the parser's BANNER checks the decoded line).
 BANNER_BYTES = re.compile(rb"^\*{5,} OpenSC PKCS#11 spy \*{5,}", re.MULTILINE)
 # Lists the reducer keeps without duplicates; every other list is appended to.
@@ -84,7 +97,9 @@ class Partial:
     analysis: Analysis
     seed: list[bytes]  # the secrets it started from
     learned: list[bytes]  # the secrets known at its end, in the order learned
-    next_process: int | None  # the index the next chunk's banner got (None: last chunk)
+    next_process: int | None  # spy: the index the next chunk's banner got (None: last chunk)
+    pids: list[int | None] = field(default_factory=list)  # OpenSC: the processes read
+    unanswered: list[Event] = field(default_factory=list)  # OpenSC: left for the end
 
 
 def _lines(path: str, start: int, end: int) -> Iterator[tuple[str, int]]:
@@ -97,40 +112,67 @@ def _lines(path: str, start: int, end: int) -> Iterator[tuple[str, int]]:
             yield text, offset
 
 
-def read_chunk(path: str, chunk: Chunk, seed: list[bytes], last: bool) -> Partial:
-    """The full decoder over one chunk (with the next chunk's banner, when there is one)."""
-    parser = SpyParser()
-    parser.process = chunk.process
+def read_chunk(path: str, chunk: Chunk, seed: list[bytes], last: bool,
+               fmt: str = FORMAT) -> Partial:
+    """The full decoder over one chunk, and the first line of the next one."""
+    debug = fmt == DEBUG_FORMAT
+    parser = OpenscDebugParser() if debug else SpyParser()
+    if debug:  # the processes of the chunks before take the first indexes
+        parser._processes = {("before", i): i for i in range(chunk.process)}
+    else:
+        parser.process = chunk.process
     redact = _LearningRedactor(seed)
-    analysis = Analysis(format=FORMAT)
+    analysis = Analysis(format=fmt)
     lineno = chunk.first_line - 1
     for text, offset in _lines(path, chunk.start, chunk.end):
         lineno += 1
         for event in parser.feed(text, lineno, offset):
             analysis.add(redact(event))
-    next_process = None
-    if last:
+    partial = Partial(analysis, list(seed), redact.learned, None)
+    if debug:
+        partial.pids = [pid for pid in parser._processes if not isinstance(pid, tuple)]
+    if last and not debug:
         for event in parser.close():
             analysis.add(redact(event))
-    else:
-        # The banner that opens the next chunk ends what it interrupts here; the
-        # run it opens (held until its first call) is the next chunk's.
-        banner = next(_lines(path, chunk.end, chunk.end + 1))
-        for event in parser.feed(banner[0], lineno + 1, banner[1]):
+        return partial
+    if not last:
+        # The next chunk's first line ends what it interrupts here: a spy record
+        # cut short by a banner, an OpenSC message; what it opens is the next chunk's.
+        text, offset = next(_lines(path, chunk.end, chunk.end + 1))
+        for event in parser.feed(text, lineno + 1, offset):
             analysis.add(redact(event))
-        next_process = parser.process
-    return Partial(analysis, list(seed), redact.learned, next_process)
+        partial.next_process = parser.process if not debug else None
+    if debug:
+        if last:  # OpenscDebugParser.close(): the last message, then unanswered APDUs
+            out: list[Event] = []
+            parser._flush(out)
+            for event in out:
+                analysis.add(redact(event))
+        # Commands never answered are emitted at the end of the file, after every
+        # chunk: they wait here (in the order of their threads) for the merge.
+        for thread in parser._threads.values():
+            if thread.outgoing is not None:
+                thread.outgoing.incomplete = True
+                partial.unanswered.append(thread.outgoing)
+    return partial
 
 
-def _count(path: str, start: int, end: int) -> tuple[int, int]:
-    """Newlines and banner lines in bytes start..end."""
+def _count(path: str, start: int, end: int, fmt: str = FORMAT) -> tuple[int, int]:
+    """Newlines in bytes start..end, and its banner lines (spy) or processes (OpenSC)."""
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        newlines = banners = 0
-        step = 16 << 20
-        for at in range(start, end, step):
-            newlines += mm[at:min(at + step, end)].count(b"\n")
-        banners = sum(1 for _ in BANNER_BYTES.finditer(mm, start, end))
-    return newlines, banners
+        newlines = 0
+        pids: set[bytes] = set()
+        at = start
+        while at < end:
+            stop = mm.find(b"\n", min(at + BLOCK, end))  # whole lines: a header is not cut
+            stop = end if stop < 0 or stop >= end else stop + 1
+            newlines += mm[at:stop].count(b"\n")
+            if fmt == DEBUG_FORMAT:
+                pids.update(PID_LINE.findall(mm, at, stop))
+            at = stop
+        if fmt == DEBUG_FORMAT:
+            return newlines, len(pids)
+        return newlines, sum(1 for _ in BANNER_BYTES.finditer(mm, start, end))
 
 
 def _banner_at(mm: mmap.mmap, pos: int) -> int | None:
@@ -142,8 +184,30 @@ def _banner_at(mm: mmap.mmap, pos: int) -> int | None:
     return None
 
 
-def cut(path: str, size: int, pieces: int) -> list[tuple[int, int]]:
-    """Byte ranges that start at banner lines (the first at 0): chunk 0 small."""
+def _new_process_at(mm: mmap.mmap, pos: int) -> int | None:
+    """Where, at or after pos, an OpenSC process starts that is not in the file before,
+    right after one that is not in it after. A few tries, then none: a log of
+    processes that run side by side is read whole."""
+    prev = None
+    tries = 0
+    for m in PID_LINE.finditer(mm, pos):
+        pid = m.group(1)
+        if prev is not None and pid != prev:
+            if (mm.rfind(b"P:" + pid + b"; ", 0, m.start()) < 0
+                    and mm.find(b"P:" + prev + b"; ", m.start()) < 0):
+                return m.start()
+            tries += 1
+            if tries >= CUT_TRIES:
+                return None
+        prev = pid
+        if m.start() - pos > CUT_SEARCH:
+            return None
+    return None
+
+
+def cut(path: str, size: int, pieces: int, fmt: str = FORMAT) -> list[tuple[int, int]]:
+    """Byte ranges (the first at 0, small) that start where a process starts."""
+    find = _new_process_at if fmt == DEBUG_FORMAT else _banner_at
     with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
         bounds = [0]
         targets = [min(FIRST_CHUNK, size // (pieces + 1))]
@@ -151,10 +215,8 @@ def cut(path: str, size: int, pieces: int) -> list[tuple[int, int]]:
         for target in targets:
             if target <= bounds[-1]:
                 continue
-            at = _banner_at(mm, target)
-            if at is None:
-                break
-            if at > bounds[-1]:
+            at = find(mm, target)
+            if at is not None and at > bounds[-1]:
                 bounds.append(at)
     bounds.append(size)
     return list(itertools.pairwise(bounds))
@@ -226,7 +288,7 @@ def summarize(path: str, fmt: str, workers: int | None = None,
 
     ``stats`` is given the number of chunks and of chunks read again.
     """
-    if fmt != FORMAT or path == "-":
+    if fmt not in (FORMAT, DEBUG_FORMAT) or path == "-":
         return None
     try:
         size = os.stat(path).st_size
@@ -237,35 +299,47 @@ def summarize(path: str, fmt: str, workers: int | None = None,
         if size < MIN_PARALLEL or workers < 2:
             return None
         pieces = workers * CHUNKS_PER_WORKER
-    ranges = cut(path, size, pieces)
+    ranges = cut(path, size, pieces, fmt)
     if len(ranges) < 2:
         return None
+    debug = fmt == DEBUG_FORMAT
     with multiprocessing.get_context().Pool(workers) as pool:
-        counts = pool.starmap(_count, [(path, a, b) for a, b in ranges])
-        chunks = [Chunk(ranges[0][0], ranges[0][1])]
-        for (a, b), (lines, banners) in zip(ranges[1:], counts[:-1], strict=True):
+        counts = pool.starmap(_count, [(path, a, b, fmt) for a, b in ranges])
+        chunks = [Chunk(ranges[0][0], ranges[0][1], 1, 0 if debug else -1)]
+        for (a, b), (lines, processes) in zip(ranges[1:], counts[:-1], strict=True):
             prev = chunks[-1]
-            chunks.append(Chunk(a, b, prev.first_line + lines, prev.process + banners))
-        # chunk 1 starts where chunk 0's last banner took the index; the rest follow
+            chunks.append(Chunk(a, b, prev.first_line + lines, prev.process + processes))
         last = len(chunks) - 1
-        first = read_chunk(path, chunks[0], [], last == 0)
-        shift = first.next_process - 1 - chunks[1].process
-        for c in chunks[1:]:
-            c.process += shift
-        rest = pool.starmap(read_chunk, [(path, c, first.learned, i == last)
+        first = read_chunk(path, chunks[0], [], last == 0, fmt)
+        if not debug:  # chunk 1 starts where chunk 0's last banner took the index
+            shift = first.next_process - 1 - chunks[1].process
+            for c in chunks[1:]:
+                c.process += shift
+        rest = pool.starmap(read_chunk, [(path, c, first.learned, i == last, fmt)
                                          for i, c in enumerate(chunks[1:], 1)])
     partials = [first, *rest]
     again = 0
-    for i in range(1, len(partials)):
+    seen: set[int | None] = set()
+    for i, part in enumerate(partials):
+        if debug and (len(part.pids) != counts[i][1] or seen & set(part.pids)):
+            return None  # a process in two chunks, or one the byte scan did not count
+        seen.update(part.pids)
+        if i == 0:
+            continue
         before = partials[i - 1]
-        if before.next_process != chunks[i].process + 1:
+        if not debug and before.next_process != chunks[i].process + 1:
             return None  # a banner the byte scan and the parser counted differently
-        if partials[i].seed != before.learned:
-            partials[i] = read_chunk(path, chunks[i], before.learned, i == last)
+        if part.seed != before.learned:
+            partials[i] = read_chunk(path, chunks[i], before.learned, i == last, fmt)
             again += 1
     if stats is not None:
         stats.update(chunks=len(chunks), read_again=again)
     try:
-        return merge([p.analysis for p in partials]).summary()
+        total = merge([p.analysis for p in partials])
     except NotMergeable:
         return None
+    redact = _LearningRedactor(partials[-1].learned)  # what it knows at the end of the file
+    for p in partials:
+        for event in p.unanswered:
+            total.add(redact(event))
+    return total.summary()

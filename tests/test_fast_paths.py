@@ -34,13 +34,15 @@ def _bench():
     return module
 
 
-def renumbered(sources: list[Path], runs: int, target: Path) -> Path:
-    """Each source ``runs`` times, renumbered as new runs the way the benchmark does."""
+def renumbered(sources: list[Path], runs: int, target: Path,
+               fmt: str = "pkcs11-spy") -> Path:
+    """Each source ``runs`` times, renumbered as new runs the way the benchmark does
+    (OpenSC logs: each source and run a process id of its own)."""
     bench = _bench()
     with open(target, "wb") as f:
         for n in range(runs):
-            for src in sources:
-                f.write(bench.Renumber("pkcs11-spy", src.read_bytes()).run(n))
+            for i, src in enumerate(sources):
+                f.write(bench.Renumber(fmt, src.read_bytes()).run(n + 100 * i))
     return target
 
 
@@ -49,6 +51,7 @@ def sequential(path: Path) -> str:
 
 
 def parallel(path: Path, pieces: int, stats: dict | None = None) -> str:
+    """The summary on two workers from ``pieces`` chunks (it must not fall back)."""
     fmt, events = open_events(str(path))
     events.close()
     result = fastscan.summarize(str(path), fmt, workers=2, pieces=pieces, stats=stats)
@@ -58,13 +61,14 @@ def parallel(path: Path, pieces: int, stats: dict | None = None) -> str:
 
 @pytest.mark.parametrize("trace", FIXTURES, ids=lambda p: f"{p.parent.name}/{p.name}")
 def test_every_fixture_summary_is_the_full_decoders(trace: Path) -> None:
-    """pkcs11-spy logs with two runs or more are cut; every other trace is read whole."""
+    """pkcs11-spy logs with two runs or more, OpenSC logs of processes one after
+    the other, are cut; every other trace is read whole."""
     fmt, events = open_events(str(trace))
     events.close()
     fast = fastscan.summarize(str(trace), fmt, workers=2, pieces=64)
-    runs = sum(1 for line in trace.read_bytes().splitlines()
-               if fastscan.BANNER_BYTES.match(line))
-    if fmt == fastscan.FORMAT and runs >= 2:
+    parallel_formats = (fastscan.FORMAT, fastscan.DEBUG_FORMAT)
+    if fmt in parallel_formats and len(fastscan.cut(str(trace), trace.stat().st_size, 64,
+                                                    fmt)) >= 2:
         assert fast is not None
         assert json.dumps(fast) == sequential(trace)
     else:
@@ -82,6 +86,33 @@ def test_renumbered_concatenation_of_every_spy_fixture(every_spy_fixture, pieces
     trace, expected = every_spy_fixture
     assert len(fastscan.cut(str(trace), trace.stat().st_size, pieces)) > 2
     assert parallel(trace, pieces) == expected
+
+
+@pytest.mark.parametrize("pieces", [3, 17, 200])
+def test_renumbered_concatenation_of_every_opensc_fixture(tmp_path: Path, pieces: int) -> None:
+    """Processes one after the other, with other PINs: cut where one ends; what an
+    APDU left unanswered at the end of a chunk is counted at the end of the file."""
+    sources = sorted((ROOT / "fixtures/opensc-debug").glob("*.log"))
+    trace = renumbered(sources, 2, tmp_path / "debug.log", fmt="opensc-debug")
+    assert len(fastscan.cut(str(trace), trace.stat().st_size, pieces, "opensc-debug")) > 2
+    out = parallel(trace, pieces)
+    assert out == sequential(trace)
+    for src in sources:
+        for form in fixture_secret_forms(src):
+            assert form not in out
+
+
+def test_opensc_processes_side_by_side_are_read_whole(tmp_path: Path) -> None:
+    """Two processes whose lines alternate: no cut, the sequential decoder reads it."""
+    source = ROOT / "fixtures/opensc-debug/pkcs11-tool-L-d3.log"
+    bench = _bench()
+    a = bench.Renumber("opensc-debug", source.read_bytes()).run(1).splitlines(keepends=True)
+    b = bench.Renumber("opensc-debug", source.read_bytes()).run(2).splitlines(keepends=True)
+    trace = tmp_path / "side.log"
+    trace.write_bytes(b"".join(x + y for x, y in zip(a, b, strict=False)))
+    assert fastscan.cut(str(trace), trace.stat().st_size, 50, "opensc-debug") == [
+        (0, trace.stat().st_size)]
+    assert fastscan.summarize(str(trace), "opensc-debug", workers=2, pieces=50) is None
 
 
 def test_secrets_learned_in_a_later_run_are_read_again(tmp_path: Path,

@@ -151,3 +151,15 @@ def test_random_bytes(fmt, blob):
     check_every_line_once(blob, events)
     for e in events:
         shown(e)
+
+
+# Regressions the fuzzers found, each from its minimal example.
+
+def test_glued_spy_line_outside_a_record_is_one_event():
+    """atheris: "[in] type = ...[out] pInfo: " (the spy glues the two) outside any record
+    gave a second Unparsed with no raw line, which the one-line view could not show."""
+    data = b"[in] type = 0x00001055[out] pInfo: \n"
+    events = parse_bytes(data, "pkcs11-spy")
+    check_every_line_once(data, events)
+    assert [(e.kind, e.raw) for e in events] == [("unparsed", [data.decode().rstrip("\n")])]
+    assert "not parsed" in format_event(events[0])

@@ -233,8 +233,10 @@ class SpyParser:
             if RETURNED.match(text):
                 self._orphan(text, lineno, offset, out, raw=raw_lines)
                 return
-            out.append(Unparsed(line=lineno, end_line=lineno, offset=offset, raw=raw_lines,
-                                process=max(self.process, 0), reason="outside any spy record"))
+            if raw_lines:  # else a later part of a glued line, shown whole with the first
+                out.append(Unparsed(line=lineno, end_line=lineno, offset=offset, raw=raw_lines,
+                                    process=max(self.process, 0),
+                                    reason="outside any spy record"))
             return
         call = rec.call
         call.raw += raw_lines

@@ -1,6 +1,7 @@
 """Speed and memory of pkspy next to grep and wc on the same file.
 
     python benchmarks/bench.py [--size 100] [--size 1000] [--keep DIR] [--view-limit 600]
+                               [--skip tail,view,follow]
 
 Builds large traces from the real fixtures (a pkcs11-spy log and an OpenSC
 debug log), repeated until the size in MB is reached, each repeat renumbered
@@ -116,15 +117,17 @@ def build(fmt: str, source: Path, target: Path, megabytes: int) -> None:
 TIME = shutil.which("time", path="/usr/bin:/bin")  # GNU time: the command's own peak RSS
 
 
-def run(cmd: list[str], timeout: float | None = None) -> tuple[float, int, str]:
-    """Wall seconds, peak memory (KiB) and output of one command.
+def run(cmd: list[str], timeout: float | None = None) -> tuple[float, float, int, str]:
+    """Wall seconds, CPU seconds, peak memory (KiB) and output of one command.
 
     GNU time reports the command's own peak; without it, wait4's maxrss also
     counts the Python process the command was forked from (about 15 MB).
-    A command still running after ``timeout`` seconds is stopped: (inf, 0, "").
+    CPU seconds (user + system, its worker processes included) say what the
+    command costs when other programs share the cores. A command still running
+    after ``timeout`` seconds is stopped: (inf, 0, 0, "").
     """
     with tempfile.NamedTemporaryFile("r") as report, tempfile.TemporaryFile("w+") as out:
-        wrapped = [TIME, "-f", "%M", "-o", report.name, *cmd] if TIME else cmd
+        wrapped = [TIME, "-f", "%M %U %S", "-o", report.name, *cmd] if TIME else cmd
         start = time.perf_counter()
         proc = subprocess.Popen(wrapped, stdout=out, stderr=subprocess.DEVNULL, cwd=ROOT)
         try:
@@ -132,11 +135,11 @@ def run(cmd: list[str], timeout: float | None = None) -> tuple[float, int, str]:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
-            return float("inf"), 0, ""
+            return float("inf"), 0.0, 0, ""
         seconds = time.perf_counter() - start
-        peak = int(report.read().split()[-1]) if TIME else 0
+        peak, user, system = report.read().split()[-3:] if TIME else (0, 0, 0)
         out.seek(0)
-        return seconds, peak, out.read()
+        return seconds, float(user) + float(system), int(peak), out.read()
 
 
 def follow_latency(trace: Path, record: bytes, tries: int = 9) -> float:
@@ -170,24 +173,28 @@ VIEW = re.compile(r"first screen +([0-9.]+) s.*full index +([0-9.]+) s", re.DOTA
 
 
 def row(trace: str, name: str, seconds: float, mb: float, grep: float | None,
-        peak: int) -> None:
+        peak: int, cpu: float | None = None) -> None:
     if seconds == float("inf"):
         print(f"{trace:<26} {name:<28} {'stopped':>8}", flush=True)
         return
     ratio = f"{seconds / grep:7.1f}" if grep and name.startswith("pkspy") else ""
     rate = f"{mb / seconds:8.1f}" if seconds and mb else ""
-    print(f"{trace:<26} {name:<28} {seconds:8.2f} {rate:>8} {ratio:>7} {peak / 1024:8.1f}",
-          flush=True)
+    cpu_text = f"{cpu:8.2f}" if cpu is not None else ""
+    print(f"{trace:<26} {name:<28} {seconds:8.2f} {rate:>8} {ratio:>7} {cpu_text:>8} "
+          f"{peak / 1024:8.1f}", flush=True)
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, action="append", help="MB per trace (repeatable)")
     ap.add_argument("--keep", help="build the traces in this directory and keep them")
+    ap.add_argument("--skip", default="", help="leave out some of: tail,view,follow "
+                    "(pkspy view and tail take minutes on 1 GB)")
     ap.add_argument("--view-limit", type=float, default=600,
                     help="stop pkspy view's indexing after this many seconds")
     args = ap.parse_args()
     sizes = args.size or [100]
+    skip = set(filter(None, args.skip.split(",")))
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="pkspy-bench-"))
     work.mkdir(parents=True, exist_ok=True)
     cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text()
@@ -196,7 +203,7 @@ def main() -> None:
     print(f"# {os.cpu_count()} cores ({cpu}), Python {platform.python_version()},"
           f" {platform.platform()}; peak memory from {'GNU time' if TIME else 'nothing'}")
     print(f"{'trace':<26} {'command':<28} {'seconds':>8} {'MB/s':>8} {'x grep':>7} "
-          f"{'peak MB':>8}")
+          f"{'CPU s':>8} {'peak MB':>8}")
     try:
         for fmt, source in SOURCES.items():
             for size in sizes:
@@ -212,22 +219,26 @@ def main() -> None:
                                                             str(trace)]),
                                   ("pkspy tail --no-follow", [*PKSPY, "tail", "--no-follow",
                                                               str(trace)])]:
-                    seconds, peak, _ = run(cmd)
+                    if name.startswith("pkspy tail") and "tail" in skip:
+                        continue
+                    seconds, cpu, peak, _ = run(cmd)
                     grep = seconds if name == "grep -c" else grep
-                    row(trace.name, name, seconds, mb, grep, peak)
-                seconds, peak, out = run([sys.executable, "-m", "pkspy.tui.bench", str(trace)],
-                                         timeout=args.view_limit)
+                    row(trace.name, name, seconds, mb, grep, peak, cpu)
+                if "view" in skip:
+                    continue
+                view = [sys.executable, "-m", "pkspy.tui.bench", str(trace)]
+                seconds, cpu, peak, out = run(view, timeout=args.view_limit)
                 m = VIEW.search(out)
                 if m:
                     row(trace.name, "pkspy view: first screen", float(m.group(1)), 0, None,
                         peak)
                     row(trace.name, "pkspy view: full index", float(m.group(2)), mb, grep,
-                        peak)
+                        peak, cpu)
                 else:
                     print(f"{trace.name:<26} {'pkspy view':<28} "
                           f"{'stopped' if seconds == float('inf') else 'failed'}",
                           flush=True)
-            if fmt == "pkcs11-spy":
+            if fmt == "pkcs11-spy" and "follow" not in skip:
                 followed = work / "followed.log"
                 shutil.copy(source, followed)
                 record = (b"\n99: C_Finalize\n2026-11-27 14:46:05.994\n"

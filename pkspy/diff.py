@@ -140,6 +140,8 @@ def _arg(arg: Arg, process: int | None, names: _Names, function: str | None = No
          ) -> str | None:
     if arg.kind in SKIP_KINDS or arg.name in SKIP_NAMES:
         return None
+    if arg.direction == "in" and arg.name.lstrip("*").startswith("pul"):
+        return None  # a length going in is a buffer's size (p11-kit prints it uninitialised)
     where = f"{arg.direction} " if arg.direction else ""
     kind = _handle_kind(arg.name)
     if kind is not None:
@@ -164,8 +166,6 @@ def _arg(arg: Arg, process: int | None, names: _Names, function: str | None = No
         return None  # an address printed as text
     if arg.name in PCSC_STATES and isinstance(arg.value, int):
         return f"{where}{arg.name}=0x{arg.value & 0xFFFF:x}"
-    if arg.kind == "buffer":
-        return None
     return f"{where}{arg.name}={arg.value}"
 
 

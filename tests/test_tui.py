@@ -532,6 +532,7 @@ def test_every_pane_is_usable_at_80x24(monkeypatch, no_color):
             assert re.search(r"^ *p1 +#7 +0x1 +CKR_PIN_INCORRECT +wrong PIN", seen["3"], re.M)
             assert "CKF_SO_PIN_LOCKED" in seen["3"] and "CKF_USER_PIN_COUNT_LOW" in seen["3"]
             assert "CKO_PRIVATE_KEY" in seen["4"] and "ec-0.27.1" in seen["4"]
+            assert "no APDU exchanges in these traces" in seen["5"]  # a spy log has none
             # errors: every row marked, its result in view
             rows = [ln for ln in seen["6"].splitlines() if re.match(r"^. \d\d:", ln)]
             assert rows and all(ln.startswith("! ") and " -> CKR_" in ln for ln in rows), rows

@@ -42,6 +42,10 @@ FIRST_ROWS = 100  # read before the first screen, in the UI thread
 PROGRESS_WIDTH = 12
 SNAPSHOT_EVERY = 1.0  # seconds between refreshes of the tables while indexing
 TABS = ("timeline", "sessions", "logins", "objects", "apdus", "errors", "stats")
+# What an empty tab says once everything is read (a filter may empty the timeline).
+EMPTY = {"timeline": "no rows: the filter hides them all (Esc clears it)",
+         "apdus": "no APDU exchanges in these traces",
+         "errors": "no failures, torn records or unparsed lines"}
 # The same words as tail's stderr warning; on screen for as long as the app runs.
 REVEAL_WARNING = "--reveal-secrets: PINs and keys are shown in clear"
 REVEAL_BANNER = f"!! WARNING {REVEAL_WARNING} !!"
@@ -214,6 +218,8 @@ class ViewerApp(App):
         if message.done and not self.indexed:
             self.indexed = True
             self.indexed_at = time.monotonic() - self.started
+            for tab, empty in EMPTY.items():
+                self.query_one(f"#{tab}-view", Timeline).say_when_empty(empty)
         self._status()
 
     def on_linked(self, message: Linked) -> None:

@@ -83,6 +83,7 @@ class Timeline(ScrollView, can_focus=True):
         self.stick = stick  # follow: stay on the last row while the cursor is there
         self._count = 0
         self.painted_at: float | None = None  # when a row was first drawn (monotonic)
+        self.empty = ""  # said on the first line when the view has no rows (once indexed)
 
     # -- data ----------------------------------------------------------------
 
@@ -110,7 +111,14 @@ class Timeline(ScrollView, can_focus=True):
         self.refresh()
 
     def _resize(self) -> None:
-        self.virtual_size = Size(self.rows.width + self._gutter(), self._count)
+        height = self._count or (1 if self.empty else 0)
+        self.virtual_size = Size(self.rows.width + self._gutter(), height)
+
+    def say_when_empty(self, text: str) -> None:
+        """What to draw on the first line while the view has no rows."""
+        self.empty = text
+        self._resize()
+        self.refresh()
 
     def _gutter(self) -> int:
         return 2 + (3 if self.files > 1 else 0)
@@ -175,6 +183,9 @@ class Timeline(ScrollView, can_focus=True):
         width = self.scrollable_content_region.width
         base = self.rich_style
         if pos >= self._count:
+            if pos == 0 and self.empty:
+                return Strip([Segment(f"  {self.empty}", base + Style(italic=True))]
+                             ).crop_extend(0, width, base)
             return Strip.blank(width, base)
         row = self.view.row(pos)
         if self.painted_at is None:

@@ -163,3 +163,15 @@ def test_glued_spy_line_outside_a_record_is_one_event():
     check_every_line_once(data, events)
     assert [(e.kind, e.raw) for e in events] == [("unparsed", [data.decode().rstrip("\n")])]
     assert "not parsed" in format_event(events[0])
+
+
+def test_pcsc_spy_time_no_clock_gives():
+    """atheris: a libpcscspy stamp of 30 digits raised OverflowError out of the parser;
+    the call is kept, with no time and no duration."""
+    data = (b"7F6F24A266C0@>|1795792233|638111111111111111111111111111064|SCardBeginTransaction\n"
+            b"7F6F24A266C0@0x2D931E18\n"
+            b"7F6F24A266C0@<|1795792233|637890|SCardBeginTransaction|Command successful.|0x0\n")
+    events = parse_bytes(data, "pcsc-spy-raw")
+    check_every_line_once(data, events)
+    assert [(e.function, e.rv, e.time, e.duration) for e in events] == [
+        ("SCardBeginTransaction", 0, None, None)]

@@ -147,17 +147,20 @@ def _status_change(values: _Values) -> list[Arg]:
     return args
 
 
-def _stamp(sec: str, usec: str) -> tuple[float, str]:
-    t = int(sec) + int(usec) / 1e6
-    when = datetime.fromtimestamp(t, timezone.utc)
+def _stamp(sec: str, usec: str) -> tuple[float | None, str | None]:
+    try:
+        t = int(sec) + int(usec) / 1e6
+        when = datetime.fromtimestamp(t, timezone.utc)
+    except (OverflowError, OSError, ValueError):  # digits no clock gives: no time
+        return None, None
     return t, when.strftime("%Y-%m-%d %H:%M:%S.") + f"{int(usec) // 1000:03d}Z"
 
 
 class _Call:
     __slots__ = ("function", "line", "lines", "offset", "raw", "start", "time", "values")
 
-    def __init__(self, function: str, line: int, offset: int, raw: str, start: float,
-                 time: str) -> None:
+    def __init__(self, function: str, line: int, offset: int, raw: str, start: float | None,
+                 time: str | None) -> None:
         self.function = function
         self.line = line
         self.offset = offset
@@ -203,7 +206,8 @@ class PcscSpyRawParser:
         x = EXIT.match(payload)
         if x and x.group(3) == call.function:
             end, _ = _stamp(x.group(1), x.group(2))
-            out.append(self._finish(tid, int(x.group(5), 16), round(end - call.start, 6)))
+            took = round(end - call.start, 6) if None not in (end, call.start) else None
+            out.append(self._finish(tid, int(x.group(5), 16), took))
         else:
             call.values.append((payload, len(call.raw) - 1))
         return out

@@ -348,6 +348,23 @@ def test_objects_pane_names_the_keys_and_filters_to_their_calls():
             await pilot.pause()
             flt = app.timeline.view.filter
             assert flt.object is not None and len(app.timeline.view) > 0
+            # an object a lookup found: its row shows that lookup's template in the
+            # detail pane, and Enter starts the object's calls at the lookup
+            found = next(o for o in summary(LOGIN_TRACE)["objects"] if o["found_by"])
+            await pilot.press("4")
+            await pilot.pause()
+            table = app.query_one("#objects-table", Pane)
+            want = (f"p{found['process']}", found["handle"])
+            pos = next(i for i in range(table.row_count)
+                       if tuple(str(c) for c in table.get_row_at(i)[:2]) == want)
+            table.move_cursor(row=pos)
+            await pilot.pause()
+            assert "C_FindObjectsInit" in screen_text(app)
+            await pilot.press("enter")
+            await pilot.pause()
+            first = app.rows.text(app.timeline.row)
+            assert "C_FindObjects " in first and found["handle"] in first, first
+            assert app.timeline.view.filter.object == int(found["handle"], 16)
     run(go())
 
 

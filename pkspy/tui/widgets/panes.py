@@ -147,7 +147,10 @@ def objects(snaps: list[dict]) -> list[tuple[tuple, Target | None]]:
     out = []
     for snap in snaps:
         for o in sorted(snap["objects"], key=lambda o: (o["process"], _int(o["handle"]) or 0)):
-            target = _target(snap, None, process=o["process"], object=_int(o["handle"]))
+            # the lookup that first found it: the detail pane shows its template
+            line = next((f["line"] for f in snap["finds"] if f["process"] == o["process"]
+                         and f["seq"] in o["found_by"]), None)
+            target = _target(snap, line, process=o["process"], object=_int(o["handle"]))
             created = f"#{o['created_seq']}" if o.get("created_seq") is not None else ""
             out.append(((_proc(snap, many, o["process"]), o["handle"], o.get("class") or "?",
                          o.get("key_type") or o.get("certificate_type") or "",

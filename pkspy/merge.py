@@ -2,9 +2,10 @@
 
 Each file goes through ``pipeline.open_events`` on its own (its own parser,
 its own redaction), so a merged event is always a whole record. The streams
-are merged with a heap on (time, file index, position), reading one event
-ahead per file: memory stays bounded however large the files are, and each
-file's events keep their own order (a merge only ever compares the heads).
+are merged with a heap on (time, calls first, file index, position), holding
+one event per file (and, at the start, up to LOOKAHEAD events while looking for
+a file's first time): memory stays bounded however large the files are, and
+each file's events keep their own order (a merge only ever compares the heads).
 
 Times are read into seconds on one local wall clock:
 
@@ -265,10 +266,9 @@ def open_merged(paths: list[str], fmt: str | None = None, follow: bool = False,
                                                  notices=notices, stop=stop)
             return events
 
+        formats.append(None)
         if follow and path != "-" and _nothing_yet(path):
-            formats.append(None)
             sources.append(_Source(index, path, None, opener, stop))
         else:
-            formats.append(None)
             sources.append(_Source(index, path, opener()))
     return formats, _Merger(sources, notices).events()

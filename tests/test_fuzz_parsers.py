@@ -175,3 +175,15 @@ def test_pcsc_spy_time_no_clock_gives():
     check_every_line_once(data, events)
     assert [(e.function, e.rv, e.time, e.duration) for e in events] == [
         ("SCardBeginTransaction", 0, None, None)]
+
+
+def test_spy_line_the_parser_fails_on_is_kept_once():
+    """atheris: an info line whose value only starts like hex went into its record and,
+    through the parser's safety net, into an Unparsed event too: twice."""
+    data = (b"4: C_GetTokenInfo\n[out] pInfo: \n"
+            b"      flags:                   42dB80@<|1795792\n")
+    events = parse_bytes(data, "pkcs11-spy")
+    check_every_line_once(data, events)
+    (call,) = events
+    assert call.problems == ["line 3: parser error: ValueError: invalid literal for int() "
+                             "with base 16: '42dB80@<|1795792'"]

@@ -177,10 +177,14 @@ class SpyParser:
                 # raw keeps source lines as they are: a line split in parts is kept once
                 self._line(part, lineno, offset, out, text if n == 0 else None)
             except (ValueError, IndexError, KeyError, AttributeError, TypeError) as e:
-                # A shape this parser gets wrong must not stop the read: show the line.
-                out.append(Unparsed(line=lineno, end_line=lineno, offset=offset, raw=[part],
-                                    process=max(self.process, 0),
-                                    reason=f"parser error: {type(e).__name__}: {e}"))
+                # A shape this parser gets wrong must not stop the read: show the line,
+                # once: as a problem of the record that took it, or on its own.
+                why = f"parser error: {type(e).__name__}: {e}"
+                if self._rec is not None and self._rec.call.end_line == lineno:
+                    self._rec.call.problems.append(f"line {lineno}: {why}")
+                elif n == 0:
+                    out.append(Unparsed(line=lineno, end_line=lineno, offset=offset,
+                                        raw=[text], process=max(self.process, 0), reason=why))
         return out
 
     def close(self) -> list[Event]:

@@ -239,3 +239,17 @@ def test_real_threads_each_keep_their_own_calls_in_order():
                 got.setdefault(c.tid, []).append((c.function, pkcs11.ckr_name(c.rv)))
         # which tid a driver thread got is not known: the sequences are
         assert sorted(got.values()) == sorted(want.values())
+
+
+@pytest.mark.parametrize("flags", [0x02, 0x06], ids=["no-pid", "no-pid-no-tid"])
+def test_without_pid_or_tid_prefixes(flags):
+    # PKCS11_LOGGER_FLAGS 0x02 / 0x04 leave out the pid / tid: the same real lines without them
+    lines = HIDDEN.read_text().splitlines()
+    keep_tid = not flags & 0x04
+    stripped = [IDS.sub(lambda m: m.group(0)[13:] if keep_tid else "", t) for t in lines]
+    calls = [e for e in _parse(stripped) if isinstance(e, Pkcs11Call)]
+    truth = expected(HIDDEN)
+    assert [c.function for c in calls] == [f for p in truth["calls"] for f, _, _ in p["calls"]]
+    assert all(c.pid is None and (c.tid is not None) == keep_tid for c in calls)
+    assert [c.process for c in calls if c.function == "C_Initialize"] == [0, 1, 2]
+    assert not [c for c in calls if c.incomplete or c.torn or c.problems]

@@ -110,7 +110,9 @@ class Pkcs11LoggerParser:
 
     def __init__(self) -> None:
         self._threads: dict[tuple[str | None, str | None], _Thread] = {}
-        self._processes: dict[str | None, int] = {}
+        self._processes: dict[str | None, int] = {}  # pid -> process index
+        self._runs = 0  # processes so far
+        self._used: set[str | None] = set()  # pids whose process showed a banner or call
         self._classes: dict[int, dict[int, int]] = {}  # per process: handle -> CKO_*
         self._seq: dict[int, int] = {}  # per process: calls so far (the logger numbers none)
 
@@ -143,7 +145,7 @@ class Pkcs11LoggerParser:
                 pid, tid = None, pid
         col = m.end() if m else 0
         msg = text[col:]
-        t = self._thread(pid, tid, msg)
+        t = self._thread(pid, tid, msg, out)
         stamp = STAMP.match(msg)
         when, step = (stamp.group(1), stamp.group(2)) if stamp else (None, msg.rstrip())
         if SEPARATOR.match(msg):
@@ -201,17 +203,27 @@ class Pkcs11LoggerParser:
             # a value of a shape the logger never prints: the line stays in its call
             call.problems.append(f"line {lineno}: {type(e).__name__}: {e}")
 
-    def _thread(self, pid: str | None, tid: str | None, msg: str) -> _Thread:
+    def _thread(self, pid: str | None, tid: str | None, msg: str,
+                out: list[Event]) -> _Thread:
+        """The state of the thread a line is from. A process is a pid; without pids
+        (flag 0x02) a banner after calls or another banner begins the next one."""
         key = (pid, tid)
         t = self._threads.get(key)
-        if t is None or (pid is None and BANNER.match(msg)):
-            if pid not in self._processes or (pid is None and BANNER.match(msg)):
-                self._processes[pid] = len(self._processes) if pid is not None else (
-                    self._processes.get(None, -1) + 1)
-            t = _Thread(key=key, process=self._processes[pid])
-            old = self._threads.get(key)
-            if old is not None:
-                t.held = old.held
+        banner = BANNER.match(msg[STAMP.match(msg).end():] if STAMP.match(msg) else msg)
+        next_run = pid is None and banner is not None and pid in self._used
+        if pid not in self._processes or next_run:
+            self._processes[pid] = self._runs
+            self._runs += 1
+            self._used.discard(pid)
+        if banner or ENTERED.search(msg) or CALLING.match(msg):
+            self._used.add(pid)
+        if t is None or t.process != self._processes[pid]:
+            if t is not None:  # the last process of this thread id ended here
+                if t.call is not None:
+                    self._finish(t, out, incomplete=True)
+                self._flush_start(t, out)
+            t = _Thread(key=key, process=self._processes[pid],
+                        held=t.held if t is not None else [])
             self._threads[key] = t
         return t
 

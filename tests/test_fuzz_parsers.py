@@ -187,3 +187,11 @@ def test_spy_line_the_parser_fails_on_is_kept_once():
     (call,) = events
     assert call.problems == ["line 3: parser error: ValueError: invalid literal for int() "
                              "with base 16: '42dB80@<|1795792'"]
+
+
+def test_pcsc_spy_dump_row_with_a_control_character():
+    """atheris: a dump row whose blanks held \\x1c passed the hex check (\\s) and made
+    bytes.fromhex raise out of the parser."""
+    data = b"SCardTransmit\n o  0000 90 00                               \x1c           ..\n"
+    events = parse_bytes(data, "pcsc-spy")
+    check_every_line_once(data, events)

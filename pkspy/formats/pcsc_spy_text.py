@@ -51,7 +51,8 @@ FIELD = re.compile(r"^([A-Za-z][\w.]*)(:?)(?: (.*))?$")
 RESULT = re.compile(
     r"^=> (?:(?P<text>.*) \()?(?P<name>[A-Z_][A-Z0-9_]*) \[(?P<rv>0x[0-9A-Fa-f]+)\]\)? +"
     r"\[(?P<time>\d+\.\d+|\?\?\.\?\?)\]\s*$")
-HEX_LINE = re.compile(r"^(?:[0-9A-Fa-f]{2}(?: |$))*\s*$")
+# Blanks as bytes.fromhex skips them (\s would let \x1c in, which fromhex refuses).
+HEX_LINE = re.compile(r"^(?:[0-9A-Fa-f]{2}(?: |$))*[ \t]*$")
 PAREN_HEX = re.compile(r"\((0x[0-9A-Fa-f]+)\)\s*$")
 
 STATS = re.compile(r"^(?:Thread \d+/\d+|Results sorted by total execution time|"

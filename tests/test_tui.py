@@ -553,6 +553,16 @@ def test_every_pane_is_usable_at_80x24(monkeypatch, no_color):
             # errors: every row marked, its result in view
             rows = [ln for ln in seen["6"].splitlines() if re.match(r"^. \d\d:", ln)]
             assert rows and all(ln.startswith("! ") and " -> CKR_" in ln for ln in rows), rows
+            # what the 80 columns cut off, the detail pane shows: a session's operations
+            await pilot.press("2", "down")
+            await pilot.pause()
+            sess = truth["sessions"][1]
+            shown = " ".join(screen_text(app).split())
+            assert sess["operations"] and f"session: {sess['handle']}" in shown
+            for kind, op in sess["operations"].items():
+                failed = f" ({op['failed']} failed)" if op["failed"] else ""
+                assert re.search(rf"operations: .*{kind} {op['count']}{re.escape(failed)}",
+                                 shown), (kind, shown)
             # statistics: count and failures in all and per function (the most called
             # in view; the rest a scroll away)
             failed = sum(f["failed"] for f in functions.values())

@@ -14,6 +14,7 @@ import time
 from dataclasses import replace
 from typing import ClassVar
 
+from rich.text import Text
 from textual import on
 from textual.app import App, ComposeResult
 from textual.binding import Binding
@@ -281,9 +282,21 @@ class ViewerApp(App):
         if message.timeline is self._active_timeline() and message.row is not None:
             self._show_detail(message.row)
 
-    def _show_detail(self, row: int) -> None:
+    def _show_detail(self, row: int | None, about: str = "") -> None:
+        """The detail of a row of the timeline, under ``about`` (a table's row in full)."""
         if not self.query("#detail-text"):  # the app is closing
             return
+        text = Text()
+        if about:
+            text.append(about + "\n", style="bold")
+        if row is not None:
+            text.append_text(self._event_detail(row))
+        text.rstrip()
+        self.query_one("#detail-text", Static).update(detail.monochrome(text) if self.no_color
+                                                      else text)
+        self.query_one("#detail", VerticalScroll).scroll_home(animate=False)
+
+    def _event_detail(self, row: int) -> Text:
         event = self.rows.event(row)
         file = self.rows.file[row]
         name = self.traces[file].label if len(self.traces) > 1 else None
@@ -294,10 +307,7 @@ class ViewerApp(App):
         elif links is not None and file == links.debug:
             extra = {"during": links.call_of.get(event.line),
                      "linked_from": self.traces[links.spy].label}
-        text = detail.render(event, name, **extra)
-        self.query_one("#detail-text", Static).update(detail.monochrome(text) if self.no_color
-                                                      else text)
-        self.query_one("#detail", VerticalScroll).scroll_home(animate=False)
+        return detail.render(event, name, **extra)
 
     def on_timeline_chosen(self, message: Timeline.Chosen) -> None:
         if message.timeline is not self.timeline:
@@ -331,10 +341,11 @@ class ViewerApp(App):
         if not isinstance(table, panes.Pane) or message.cursor_row >= len(table.targets):
             return
         target = table.targets[message.cursor_row]
+        row = None
         if target is not None and target.line:
             row = self.row_at_line(target.file, target.line)
-            if row is not None:
-                self._show_detail(row)
+        # the whole row first: at 80 columns the table's last columns are cut
+        self._show_detail(row, table.describe(message.cursor_row))
 
     def apply(self, filter: Filter, row: int | None = None) -> None:
         timeline = self.timeline

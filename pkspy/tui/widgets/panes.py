@@ -52,6 +52,13 @@ class Pane(DataTable):
     def on_mount(self) -> None:
         self.add_columns(*self._columns)
 
+    def describe(self, row: int) -> str:
+        """A row in full, 'column: value', for the detail pane."""
+        labels = [c.label.plain for c in self.ordered_columns]
+        cells = [str(c).strip() for c in self.get_row_at(row)]
+        return "  ".join(f"{label}: {cell}" for label, cell in zip(labels, cells, strict=True)
+                         if cell)
+
     def fill(self, rows: list[tuple[tuple, Target | None]]) -> None:
         keep = self.cursor_row
         self.clear()

@@ -494,6 +494,14 @@ def test_view_refuses_missing_files_and_stdin(tmp_path):
     assert r.returncode == 2 and b"no such file" in r.stderr
     r = pkspy("view", "-")
     assert r.returncode == 2 and b"stdin" in r.stderr
+    # with several files, the one that cannot be read is named, in one line
+    r = pkspy("view", str(LOGIN_TRACE), str(tmp_path / "missing.log"))
+    assert r.returncode == 2 and r.stderr.count(b"\n") == 1 and b"missing.log: no such" in r.stderr
+    notes = tmp_path / "notes.txt"
+    notes.write_text("shopping list\n")
+    r = pkspy("view", str(LOGIN_TRACE), str(notes))
+    assert r.returncode == 3 and b"notes.txt: not a trace format" in r.stderr
+    assert b"Traceback" not in r.stderr
 
 
 def test_small_terminal_and_no_color(monkeypatch):

@@ -14,6 +14,7 @@ import shutil
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import pytest
@@ -29,7 +30,7 @@ from pkspy.tui import detail
 from pkspy.tui.app import ViewerApp
 from pkspy.tui.index import Indexer, Rows, open_traces
 from pkspy.tui.widgets.panes import Pane
-from pkspy.tui.widgets.timeline import Timeline
+from pkspy.tui.widgets.timeline import Timeline, compact
 
 SPY = ROOT / "fixtures" / "pkcs11-spy"
 LOGIN_TRACE = SPY / "pkcs11-spy-0.27.1-softhsm2.log"
@@ -612,6 +613,27 @@ def test_sessions_show_their_operations_and_statistics_the_durations():
                              rf"max {stat['max_ms']:.1f} ms, total {stat['total_ms']:.1f} ",
                              screen, re.M), screen
     run(go())
+
+
+@pytest.mark.parametrize("trace", [LOGIN_TRACE, SPY / "softhsm2-threads.log",
+                                   ROOT / "fixtures" / "opensc-debug" / "pkcs11-tool-L-d9.log"],
+                         ids=lambda p: p.name)
+def test_narrow_rows_move_words_but_lose_none(trace):
+    """At 80 columns a call's result comes before its arguments and the pid and
+    thread go (the detail pane has them); every other word stays."""
+    for event in open_events(str(trace))[1]:
+        if not is_shown(event):
+            continue
+        wide = format_event(event).replace("\n", " ")
+        narrow = compact(wide, event.kind == "call")
+        dropped = Counter(wide.split()) - Counter(narrow.split())
+        added = Counter(narrow.split()) - Counter(wide.split())
+        assert all(re.fullmatch(r"p\d+/\S+", w) for w in dropped), (wide, narrow)
+        assert set(added) <= {"·"} | {w.split("/")[0] for w in dropped}, (wide, narrow)
+        if event.kind == "call" and event.rv is not None:
+            # the result right after the function
+            name = event.function or "(result without call)"
+            assert re.search(rf"#\S+ +{re.escape(name)} -> ", narrow), narrow
 
 
 def test_no_color_detail_keeps_failures_distinct():

@@ -648,6 +648,23 @@ def test_no_color_detail_keeps_failures_distinct():
     assert all(v.color is None for v in styles.values())
 
 
+def test_question_mark_lists_every_key_and_hides_again():
+    async def go():
+        app = app_for(LOGIN_TRACE)
+        async with app.run_test(size=(120, 60)) as pilot:
+            await indexed(pilot)
+            await pilot.press("question_mark")
+            await pilot.pause()
+            assert app.screen.query("HelpPanel")
+            screen = screen_text(app)
+            for words in ("previous error", "previous match", "detail", "function"):
+                assert words in screen, words  # keys the footer leaves out
+            await pilot.press("question_mark")
+            await pilot.pause()
+            assert not app.screen.query("HelpPanel")
+    run(go())
+
+
 def test_command_palette_narrows_to_a_function():
     async def go():
         app = app_for(LOGIN_TRACE)

@@ -31,7 +31,7 @@ class ViewCommands(Provider):
                    "narrow the timeline to this function")
         for file, trace in enumerate(app.traces):
             for proc in sorted(trace.analysis.processes):
-                label = f"Only process p{proc}" + (f" of {trace.path}" if len(app.traces) > 1
+                label = f"Only process p{proc}" + (f" of {trace.label}" if len(app.traces) > 1
                                                    else "")
                 yield (label, partial(app.apply, replace(current, file=file, process=proc)),
                        "narrow the timeline to this process")

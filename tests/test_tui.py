@@ -422,6 +422,26 @@ def test_two_traces_of_one_run_are_interleaved_by_time():
     run(go())
 
 
+def test_merged_traces_keep_every_secret_redacted():
+    card = ROOT / "fixtures" / "opensc-debug" / "opensc-tool-d9.log"  # VERIFY with PINs
+    forms = fixture_secret_forms(LOGIN_TRACE) + fixture_secret_forms(card)
+
+    async def go():
+        app = app_for(LOGIN_TRACE, card)
+        async with app.run_test(size=(160, 50)) as pilot:
+            await indexed(pilot)
+            await until(pilot, lambda: app.links is not None)  # a spy and a debug log
+            assert set(app.rows.file) == {0, 1}
+            for r in range(app.rows.n):
+                text = app._event_detail(r).plain  # with any linked APDUs
+                assert not [f for f in forms if f in text], (r, text)
+            for key in "1234567":
+                await pilot.press(key)
+                await pilot.pause()
+                assert not [f for f in forms if f in screen_text(app)], key
+    run(go())
+
+
 def test_go_to_line_finds_the_row_of_each_merged_file():
     traces = open_traces([str(LINK / "spy.log"), str(LINK / "debug.log")])
     rows = Rows()

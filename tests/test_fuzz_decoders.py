@@ -21,7 +21,7 @@ from hypothesis import strategies as st
 from decoders import atr, der, explain, gskit, iso7816, opensc, pcsc, pkcs11
 
 EXAMPLES = int(os.environ.get("PKSPY_FUZZ_EXAMPLES", "0"))
-FUZZ = settings(max_examples=EXAMPLES or 150, deadline=None, derandomize=not EXAMPLES,
+FUZZ = settings(max_examples=EXAMPLES or 800, deadline=None, derandomize=not EXAMPLES,
                 suppress_health_check=list(HealthCheck), database=None)
 
 CODES = st.one_of(st.integers(-(1 << 64), 1 << 65), st.sampled_from(

@@ -32,13 +32,13 @@ a merge that is not exact) takes the sequential path, ``summary.summarize``.
 from __future__ import annotations
 
 import itertools
-import mmap
 import multiprocessing
 import os
 import re
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
+from typing import BinaryIO
 
 from pkspy import analysis
 from pkspy.analysis import Analysis, Listed
@@ -55,9 +55,8 @@ FIRST_CHUNK = 2 << 20  # read alone first, to learn the secrets the others start
 CHUNKS_PER_WORKER = 4  # more chunks than workers: an even finish without knowing run sizes
 # An OpenSC header line of 0.20 and later, and its process id.
 PID_LINE = re.compile(rb"^P:(\d+); ", re.MULTILINE)
-CUT_TRIES = 8  # process changes looked at for one cut
 CUT_SEARCH = 64 << 20  # bytes looked through for one cut
-BLOCK = 16 << 20  # bytes counted at a time
+BLOCK = 1 << 20  # bytes read at a time: a few copies of it is the memory a scan takes
 # A banner line at the start of a line (the parser's BANNER checks the decoded line).
 BANNER_BYTES = re.compile(rb"^\*{5,} OpenSC PKCS#11 spy \*{5,}", re.MULTILINE)
 # Lists the reducer keeps without duplicates; every other list is appended to.
@@ -157,65 +156,108 @@ def read_chunk(path: str, chunk: Chunk, seed: list[bytes], last: bool,
     return partial
 
 
-def _count(path: str, start: int, end: int, fmt: str = FORMAT) -> tuple[int, int]:
-    """Newlines in bytes start..end, and its banner lines (spy) or processes (OpenSC)."""
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        newlines = 0
-        pids: set[bytes] = set()
-        at = start
-        while at < end:
-            stop = mm.find(b"\n", min(at + BLOCK, end))  # whole lines: a header is not cut
-            stop = end if stop < 0 or stop >= end else stop + 1
-            newlines += mm[at:stop].count(b"\n")
+def _blocks(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, bytes]]:
+    """(offset, bytes) of whole lines from ``start`` (a line start) to ``end``, about
+    BLOCK bytes at a time: read, not mapped, so memory stays flat on any size."""
+    f.seek(start)
+    base, buf = start, b""
+    while base + len(buf) < end:
+        more = f.read(min(BLOCK, end - base - len(buf)))
+        if not more:
+            break
+        buf += more
+        cut = len(buf) if base + len(buf) >= end else buf.rfind(b"\n") + 1
+        if cut:
+            yield base, buf[:cut]
+            base, buf = base + cut, buf[cut:]
+    if buf:
+        yield base, buf
+
+
+def _line_start(f: BinaryIO, pos: int) -> int:
+    """The start of the first line at or after pos."""
+    if pos == 0:
+        return 0
+    f.seek(pos - 1)
+    while chunk := f.read(1 << 16):
+        at = chunk.find(b"\n")
+        if at >= 0:
+            return f.tell() - len(chunk) + at + 1
+    return f.tell()
+
+
+def count(path: str, start: int, end: int, fmt: str = FORMAT) -> tuple[int, int, set[bytes]]:
+    """Newlines in bytes start..end, its banner lines (spy) and process ids (OpenSC)."""
+    newlines = banners = 0
+    pids: set[bytes] = set()
+    with open(path, "rb") as f:
+        for _, block in _blocks(f, start, end):
+            newlines += block.count(b"\n")
             if fmt == DEBUG_FORMAT:
-                pids.update(PID_LINE.findall(mm, at, stop))
-            at = stop
-        if fmt == DEBUG_FORMAT:
-            return newlines, len(pids)
-        return newlines, sum(1 for _ in BANNER_BYTES.finditer(mm, start, end))
+                pids.update(PID_LINE.findall(block))
+            else:
+                banners += len(BANNER_BYTES.findall(block))
+    return newlines, banners, pids
 
 
-def _banner_at(mm: mmap.mmap, pos: int) -> int | None:
-    """Where the first line at or after pos that the parser takes for a banner starts."""
-    for m in BANNER_BYTES.finditer(mm, pos):
-        end = mm.find(b"\n", m.start())
-        if BANNER.match(decode(mm[m.start():end if end >= 0 else len(mm)])):
-            return m.start()
+def join_shared(ranges: list[tuple[int, int]],
+                 counts: list[tuple[int, int, set[bytes]]]) -> tuple[list, list]:
+    """Neighbouring OpenSC chunks joined until no process id is in two of them."""
+    last_seen: dict[bytes, int] = {}
+    for i, (_, _, pids) in enumerate(counts):
+        for pid in pids:
+            last_seen[pid] = i
+    out_ranges, out_counts = [], []
+    reach = -1  # the last chunk the current group must take in
+    for i, (r, c) in enumerate(zip(ranges, counts, strict=True)):
+        if i > reach:  # a new group
+            out_ranges.append(r)
+            out_counts.append((c[0], c[1], set(c[2])))
+        else:
+            out_ranges[-1] = (out_ranges[-1][0], r[1])
+            lines, banners, pids = out_counts[-1]
+            out_counts[-1] = (lines + c[0], banners + c[1], pids | c[2])
+        reach = max(reach, *(last_seen[pid] for pid in c[2]), i) if c[2] else max(reach, i)
+    return out_ranges, out_counts
+
+
+def _banner_at(path: str, f: BinaryIO, pos: int, size: int) -> int | None:
+    """Where the first line at or after pos that the parser takes for a banner starts
+    (None past CUT_SEARCH bytes: a run that long is not cut)."""
+    start = _line_start(f, pos)
+    for base, block in _blocks(f, start, min(size, start + CUT_SEARCH)):
+        for m in BANNER_BYTES.finditer(block):
+            end = block.find(b"\n", m.start())
+            if BANNER.match(decode(block[m.start():end if end >= 0 else len(block)])):
+                return base + m.start()
     return None
 
 
-def _new_process_at(mm: mmap.mmap, pos: int) -> int | None:
-    """Where, at or after pos, an OpenSC process starts that is not in the file before,
-    right after one that is not in it after. A few tries, then none: a log of
-    processes that run side by side is read whole."""
+def _new_process_at(path: str, f: BinaryIO, pos: int, size: int) -> int | None:
+    """Where, at or after pos, the process id changes from one OpenSC line to the next.
+    Chunks that share a process are joined again once counted (``join_shared``)."""
     prev = None
-    tries = 0
-    for m in PID_LINE.finditer(mm, pos):
-        pid = m.group(1)
-        if prev is not None and pid != prev:
-            if (mm.rfind(b"P:" + pid + b"; ", 0, m.start()) < 0
-                    and mm.find(b"P:" + prev + b"; ", m.start()) < 0):
-                return m.start()
-            tries += 1
-            if tries >= CUT_TRIES:
-                return None
-        prev = pid
-        if m.start() - pos > CUT_SEARCH:
-            return None
+    start = _line_start(f, pos)
+    for base, block in _blocks(f, start, min(size, start + CUT_SEARCH)):
+        for m in PID_LINE.finditer(block):
+            pid = m.group(1)
+            if prev is not None and pid != prev:
+                return base + m.start()
+            prev = pid
     return None
 
 
 def cut(path: str, size: int, pieces: int, fmt: str = FORMAT) -> list[tuple[int, int]]:
     """Byte ranges (the first at 0, small) that start where a process starts."""
     find = _new_process_at if fmt == DEBUG_FORMAT else _banner_at
-    with open(path, "rb") as f, mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
-        bounds = [0]
-        targets = [min(FIRST_CHUNK, size // (pieces + 1))]
-        targets += [targets[0] + (size - targets[0]) * i // pieces for i in range(1, pieces)]
+    bounds = [0]
+    targets = [min(FIRST_CHUNK, size // (pieces + 1))]
+    targets += [targets[0] + (size - targets[0]) * i // pieces for i in range(1, pieces)]
+    with open(path, "rb") as f:
         for target in targets:
             if target <= bounds[-1]:
                 continue
-            at = find(mm, target)
+            at = find(path, f, target, size)
             if at is not None and at > bounds[-1]:
                 bounds.append(at)
     bounds.append(size)
@@ -304,11 +346,16 @@ def summarize(path: str, fmt: str, workers: int | None = None,
         return None
     debug = fmt == DEBUG_FORMAT
     with multiprocessing.get_context().Pool(workers) as pool:
-        counts = pool.starmap(_count, [(path, a, b, fmt) for a, b in ranges])
+        counts = pool.starmap(count, [(path, a, b, fmt) for a, b in ranges])
+        if debug:
+            ranges, counts = join_shared(ranges, counts)
+            if len(ranges) < 2:
+                return None  # processes side by side all along
         chunks = [Chunk(ranges[0][0], ranges[0][1], 1, 0 if debug else -1)]
-        for (a, b), (lines, processes) in zip(ranges[1:], counts[:-1], strict=True):
+        for (a, b), (lines, banners, pids) in zip(ranges[1:], counts[:-1], strict=True):
             prev = chunks[-1]
-            chunks.append(Chunk(a, b, prev.first_line + lines, prev.process + processes))
+            chunks.append(Chunk(a, b, prev.first_line + lines,
+                                prev.process + (len(pids) if debug else banners)))
         last = len(chunks) - 1
         first = read_chunk(path, chunks[0], [], last == 0, fmt)
         if not debug:  # chunk 1 starts where chunk 0's last banner took the index
@@ -321,7 +368,7 @@ def summarize(path: str, fmt: str, workers: int | None = None,
     again = 0
     seen: set[int | None] = set()
     for i, part in enumerate(partials):
-        if debug and (len(part.pids) != counts[i][1] or seen & set(part.pids)):
+        if debug and (len(part.pids) != len(counts[i][2]) or seen & set(part.pids)):
             return None  # a process in two chunks, or one the byte scan did not count
         seen.update(part.pids)
         if i == 0:

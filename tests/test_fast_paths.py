@@ -46,6 +46,15 @@ def renumbered(sources: list[Path], runs: int, target: Path,
     return target
 
 
+def chunks(trace: Path, pieces: int, fmt: str) -> list[tuple[int, int]]:
+    """The byte ranges fastscan reads apart (OpenSC: no process in two of them)."""
+    ranges = fastscan.cut(str(trace), trace.stat().st_size, pieces, fmt)
+    if fmt == fastscan.DEBUG_FORMAT:
+        counts = [fastscan.count(str(trace), a, b, fmt) for a, b in ranges]
+        ranges, _ = fastscan.join_shared(ranges, counts)
+    return ranges
+
+
 def sequential(path: Path) -> str:
     return json.dumps(summary.summarize(str(path), parallel=False))
 
@@ -66,9 +75,7 @@ def test_every_fixture_summary_is_the_full_decoders(trace: Path) -> None:
     fmt, events = open_events(str(trace))
     events.close()
     fast = fastscan.summarize(str(trace), fmt, workers=2, pieces=64)
-    parallel_formats = (fastscan.FORMAT, fastscan.DEBUG_FORMAT)
-    if fmt in parallel_formats and len(fastscan.cut(str(trace), trace.stat().st_size, 64,
-                                                    fmt)) >= 2:
+    if fmt in (fastscan.FORMAT, fastscan.DEBUG_FORMAT) and len(chunks(trace, 64, fmt)) >= 2:
         assert fast is not None
         assert json.dumps(fast) == sequential(trace)
     else:
@@ -94,7 +101,7 @@ def test_renumbered_concatenation_of_every_opensc_fixture(tmp_path: Path, pieces
     APDU left unanswered at the end of a chunk is counted at the end of the file."""
     sources = sorted((ROOT / "fixtures/opensc-debug").glob("*.log"))
     trace = renumbered(sources, 2, tmp_path / "debug.log", fmt="opensc-debug")
-    assert len(fastscan.cut(str(trace), trace.stat().st_size, pieces, "opensc-debug")) > 2
+    assert len(chunks(trace, pieces, "opensc-debug")) > 2
     out = parallel(trace, pieces)
     assert out == sequential(trace)
     for src in sources:
@@ -110,9 +117,16 @@ def test_opensc_processes_side_by_side_are_read_whole(tmp_path: Path) -> None:
     b = bench.Renumber("opensc-debug", source.read_bytes()).run(2).splitlines(keepends=True)
     trace = tmp_path / "side.log"
     trace.write_bytes(b"".join(x + y for x, y in zip(a, b, strict=False)))
-    assert fastscan.cut(str(trace), trace.stat().st_size, 50, "opensc-debug") == [
-        (0, trace.stat().st_size)]
+    assert len(fastscan.cut(str(trace), trace.stat().st_size, 50, "opensc-debug")) > 2
+    assert chunks(trace, 50, "opensc-debug") == [(0, trace.stat().st_size)]
     assert fastscan.summarize(str(trace), "opensc-debug", workers=2, pieces=50) is None
+
+
+def test_chunks_that_share_a_process_are_joined() -> None:
+    ranges = [(0, 10), (10, 20), (20, 30), (30, 40)]
+    counts = [(1, 0, {b"7"}), (2, 0, {b"8"}), (3, 0, {b"7", b"9"}), (4, 0, {b"10"})]
+    assert fastscan.join_shared(ranges, counts) == (
+        [(0, 30), (30, 40)], [(6, 0, {b"7", b"8", b"9"}), (4, 0, {b"10"})])
 
 
 def test_secrets_learned_in_a_later_run_are_read_again(tmp_path: Path,

@@ -158,16 +158,26 @@ def read_chunk(path: str, chunk: Chunk, seed: list[bytes], last: bool,
 
 def _blocks(f: BinaryIO, start: int, end: int) -> Iterator[tuple[int, bytes]]:
     """(offset, bytes) of whole lines from ``start`` (a line start) to ``end``, about
-    BLOCK bytes at a time: read, not mapped, so memory stays flat on any size."""
+    BLOCK bytes at a time: read, not mapped, so memory stays flat on any size. Of a
+    line longer than BLOCK only its first BLOCK bytes come (its header, if any)."""
     f.seek(start)
-    base, buf = start, b""
+    base, buf, skipping = start, b"", False
     while base + len(buf) < end:
         more = f.read(min(BLOCK, end - base - len(buf)))
         if not more:
             break
+        if skipping:  # the rest of a line too long to hold, up to its newline
+            at = more.find(b"\n")
+            base += len(more) if at < 0 else at
+            if at < 0:
+                continue
+            more, skipping = more[at:], False
         buf += more
         cut = len(buf) if base + len(buf) >= end else buf.rfind(b"\n") + 1
-        if cut:
+        if not cut and len(buf) >= BLOCK:
+            yield base, buf
+            base, buf, skipping = base + len(buf), b"", True
+        elif cut:
             yield base, buf[:cut]
             base, buf = base + cut, buf[cut:]
     if buf:

@@ -9,11 +9,15 @@ summary to the byte.
 from __future__ import annotations
 
 import importlib.util
+import io
 import json
+import re
 from pathlib import Path
 
 import pytest
 from conftest import ROOT, SPY_TRACES, fixture_secret_forms
+from hypothesis import given
+from hypothesis import strategies as st
 
 from pkspy import analysis, fastscan
 from pkspy.analysis import Analysis
@@ -120,6 +124,23 @@ def test_opensc_processes_side_by_side_are_read_whole(tmp_path: Path) -> None:
     assert len(fastscan.cut(str(trace), trace.stat().st_size, 50, "opensc-debug")) > 2
     assert chunks(trace, 50, "opensc-debug") == [(0, trace.stat().st_size)]
     assert fastscan.summarize(str(trace), "opensc-debug", workers=2, pieces=50) is None
+
+
+@given(st.lists(st.tuples(st.sampled_from([b"P:1; ", b"", b"zz"]), st.integers(0, 300)),
+                max_size=30), st.integers(0, 300))
+def test_blocks_keep_every_newline_and_line_start(lines, tail: int) -> None:
+    """Counting reads whole lines a block at a time; of a line longer than a block
+    only its start: newlines and headers at line starts are all counted."""
+    data = b"".join(head + b"x" * n + b"\n" for head, n in lines) + b"y" * tail
+    header = re.compile(rb"^P:1; ", re.MULTILINE)
+    saved, fastscan.BLOCK = fastscan.BLOCK, 64
+    try:
+        blocks = list(fastscan._blocks(io.BytesIO(data), 0, len(data)))
+    finally:
+        fastscan.BLOCK = saved
+    assert all(data[at:at + len(b)] == b for at, b in blocks)
+    assert sum(b.count(b"\n") for _, b in blocks) == data.count(b"\n")
+    assert sum(len(header.findall(b)) for _, b in blocks) == len(header.findall(data))
 
 
 def test_chunks_that_share_a_process_are_joined() -> None:

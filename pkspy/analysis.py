@@ -206,7 +206,9 @@ class Analysis:
     pcsc_stats: dict[str, dict] = field(default_factory=dict)  # per PC/SC function
     # per process: the last spy call (function, start in seconds) still waiting for its bound
     _unbounded: dict[int | None, tuple[str, float]] = field(default_factory=dict, repr=False)
-    _unlisted_objects: set[tuple[int, int]] = field(default_factory=set, repr=False)
+    # Objects past the first LISTED are not kept, nor are their keys (to count them
+    # would take memory that grows with the trace): only that there were some.
+    objects_unlisted: bool = False
 
     def add(self, event: Event) -> None:
         self._damage(event)
@@ -513,7 +515,7 @@ class Analysis:
             if len(self.objects) < LISTED:
                 self.objects[(proc, h)] = obj
             else:  # updated, not kept
-                self._unlisted_objects.add((proc, h))
+                self.objects_unlisted = True
         return obj
 
     def _C_GetAttributeValue(self, call: Pkcs11Call, proc: int) -> None:
@@ -601,9 +603,11 @@ class Analysis:
             "damage": self.damage[:DAMAGE_LISTED],  # chunks merged (fastscan) may hold more
         } | ({"unlisted": unlisted} if (unlisted := self.unlisted()) else {})
 
-    def unlisted(self) -> dict[str, int]:
-        """How many entries of each list the summary left out (see LISTED)."""
-        counts = {f.name: getattr(self, f.name).unlisted for f in fields(self)
-                  if isinstance(getattr(self, f.name), Listed)}
-        counts["objects"] = len(self._unlisted_objects)
-        return {name: n for name, n in sorted(counts.items()) if n}
+    def unlisted(self) -> dict[str, int | None]:
+        """How many entries of each list the summary left out (see LISTED); objects:
+        None, some (how many is not kept)."""
+        counts: dict[str, int | None] = {
+            f.name: getattr(self, f.name).unlisted for f in fields(self)
+            if isinstance(getattr(self, f.name), Listed)}
+        counts["objects"] = None if self.objects_unlisted else 0
+        return {name: n for name, n in sorted(counts.items()) if n != 0}

@@ -304,7 +304,9 @@ def merge(parts: list[Analysis]) -> Analysis:
                 total.first_time = mine or theirs
             elif name == "last_time":
                 total.last_time = theirs or mine
-            elif isinstance(mine, bool) or not isinstance(mine, (int, set, Counter, list, dict)):
+            elif isinstance(mine, bool):
+                setattr(total, name, mine or theirs)
+            elif not isinstance(mine, (int, set, Counter, list, dict)):
                 raise NotMergeable(f"no merge rule for {name}")
             elif isinstance(mine, int):
                 setattr(total, name, mine + theirs)
@@ -328,7 +330,7 @@ def merge(parts: list[Analysis]) -> Analysis:
                     raise NotMergeable(f"{name}: the same key in two chunks")
                 for key, value in theirs.items():
                     if name == "objects" and len(mine) >= analysis.LISTED:
-                        total._unlisted_objects.add(key)  # as Analysis._object leaves it out
+                        total.objects_unlisted = True  # as Analysis._object leaves it out
                     else:
                         mine[key] = value
     return total

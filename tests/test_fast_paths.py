@@ -177,7 +177,9 @@ def test_long_lists_keep_their_first_entries(every_spy_fixture, monkeypatch) -> 
     for name in ("failed_calls", "sessions", "logins", "finds", "modules", "objects"):
         assert len(full[name]) > 7
         assert capped[name] == full[name][:7]
-        assert capped["unlisted"][name] == len(full[name]) - 7
+        # objects: that some were left out, not how many (that would take memory)
+        left_out = None if name == "objects" else len(full[name]) - 7
+        assert capped["unlisted"][name] == left_out
 
 
 def test_calls_before_the_first_banner(tmp_path: Path) -> None:

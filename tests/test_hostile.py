@@ -188,7 +188,8 @@ def test_devices_and_links_to_them_are_refused(tmp_path, device):
     link = tmp_path / "trace.log"
     link.symlink_to(device)
     for path in (device, str(link)):
-        for cmd in (["summary"], ["tail"], ["tail", "--no-follow"], ["export"], ["redact"]):
+        for cmd in (["summary"], ["tail"], ["tail", "--no-follow"], ["export"], ["redact"],
+                    ["view"]):
             one_line_error(run(*cmd, path), errors.USAGE, "a character device")
     one_line_error(run("summary", str(link)), errors.USAGE, f"a link to {device}")
 

@@ -196,3 +196,14 @@ def test_pcsc_spy_dump_row_with_a_control_character():
     data = b"SCardTransmit\n o  0000 90 00                               \x1c           ..\n"
     events = parse_bytes(data, "pcsc-spy")
     check_every_line_once(data, events)
+
+
+def test_opensc_apdu_never_answered_has_no_duration():
+    """Found reading a hostile trace: an APDU with no response kept its start time
+    (seconds since the first message) as its duration, shown as hours in ms."""
+    data = (b"P:1224; T:0x1 15:10:12.158 [opensc-tool] apdu.c:378:sc_single_transmit: \n"
+            b"Outgoing APDU (5 bytes):\n00 B0 00 00 10 .....\n"
+            b"P:1224; T:0x1 15:10:13.158 [opensc-tool] apdu.c:378:sc_single_transmit: \n"
+            b"Outgoing APDU (5 bytes):\n00 B0 00 10 10 .....\n")
+    apdus = [e for e in parse_bytes(data, "opensc-debug") if e.kind == "apdu"]
+    assert [(a.incomplete, a.duration) for a in apdus] == [(True, None), (True, None)]

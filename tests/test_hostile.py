@@ -137,6 +137,13 @@ Returned:  0 CKR_OK
                      b"P:1224; T:0x140478855133248 15:10:12.158 [opensc-tool] sc.c:100:"
                      b"sc_foo: \nOutgoing APDU (%d bytes):\n00 20 00 81 04 31 32 33 34 .....\n"
                      % (HUGE, HUGE)),
+    "pcsc-spy": (b"SCardTransmit\n i hCard: 0x6CB499CE\n i pioSendPci.dwProtocol: 0x00000002\n"
+                 b" i pioSendPci.cbPciLength: 0x%X\n i bSendLength 0x%X (%d)\n"
+                 b" i bSendBuffer\n i  0000 00 A4 00 0C 02 3F 00                            "
+                 b".....?.\n o bRecvLength 0x%X (%d)\n o bRecvBuffer\n"
+                 b" o  0000 90 00                                           ..\n"
+                 b" => Command successful. (SCARD_S_SUCCESS [0x00000000])  [0.044739]\n"
+                 % (HUGE - 1, HUGE - 1, HUGE - 1, HUGE, HUGE)),
     "pcsc-spy-raw": (b"00000001@>|0|0|SCardTransmit\n00000001@0x00000001\n"
                      b"00000001@0x%X\n00000001@00 20 00 81 04 31 32 33 34 \n"
                      b"00000001@0x%X\n" % (HUGE - 1, HUGE - 1)),

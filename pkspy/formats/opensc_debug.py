@@ -148,6 +148,7 @@ class OpenscDebugParser:
         for thread in self._threads.values():
             if thread.outgoing is not None:
                 thread.outgoing.incomplete = True
+                thread.outgoing.duration = None  # it held the start time
                 out.append(thread.outgoing)
                 thread.outgoing = None
         return out
@@ -286,6 +287,7 @@ class OpenscDebugParser:
         if msg.dump_label.startswith("Outgoing"):
             if thread.outgoing is not None:  # sent before, never answered
                 thread.outgoing.incomplete = True
+                thread.outgoing.duration = None  # it held the start time
                 out.append(thread.outgoing)
             apdu = ApduExchange(command=data, header=thread.header, reader=thread.reader,
                                 command_span=msg.dump_rows, **common)

@@ -111,6 +111,10 @@ def _lines(path: str, start: int, end: int) -> Iterator[tuple[str, int]]:
             yield text, offset
 
 
+def _read_chunk(args: tuple) -> Partial:
+    return read_chunk(*args)
+
+
 def read_chunk(path: str, chunk: Chunk, seed: list[bytes], last: bool,
                fmt: str = FORMAT) -> Partial:
     """The full decoder over one chunk, and the first line of the next one."""
@@ -293,47 +297,52 @@ def merge(parts: list[Analysis]) -> Analysis:
     """Partial analyses of consecutive chunks with no process in common, in order."""
     total = Analysis(format=parts[0].format)
     for part in parts:
-        if part.format != total.format:
-            raise NotMergeable("formats differ")
-        for f in fields(Analysis):
-            name = f.name
-            mine, theirs = getattr(total, name), getattr(part, name)
-            if name == "format":
-                continue
-            if name == "first_time":
-                total.first_time = mine or theirs
-            elif name == "last_time":
-                total.last_time = theirs or mine
-            elif isinstance(mine, bool):
-                setattr(total, name, mine or theirs)
-            elif not isinstance(mine, (int, set, Counter, list, dict)):
-                raise NotMergeable(f"no merge rule for {name}")
-            elif isinstance(mine, int):
-                setattr(total, name, mine + theirs)
-            elif isinstance(mine, set):
-                mine |= theirs
-            elif isinstance(mine, Counter):
-                mine.update(theirs)
-            elif isinstance(mine, list) and name in UNIQUE_LISTS:
-                mine += [x for x in theirs if x not in mine]
-            elif isinstance(mine, Listed):  # the first analysis.LISTED of all, the others counted
-                for x in theirs:
-                    mine.append(x)
-                mine.unlisted += theirs.unlisted
-            elif isinstance(mine, list):
-                mine += theirs
-            elif all(isinstance(k, str) for k in theirs):  # statistics by name
-                for key, stat in theirs.items():
-                    _add_stat(mine.setdefault(key, {}), stat, name)
-            else:  # keyed by process (and handle): a key in two chunks is not per process
-                if mine.keys() & theirs.keys():
-                    raise NotMergeable(f"{name}: the same key in two chunks")
-                for key, value in theirs.items():
-                    if name == "objects" and len(mine) >= analysis.LISTED:
-                        total.objects_unlisted = True  # as Analysis._object leaves it out
-                    else:
-                        mine[key] = value
+        merge_into(total, part)
     return total
+
+
+def merge_into(total: Analysis, part: Analysis) -> None:
+    """Adds the analysis of the chunk that follows those already in ``total``."""
+    if part.format != total.format:
+        raise NotMergeable("formats differ")
+    for f in fields(Analysis):
+        name = f.name
+        mine, theirs = getattr(total, name), getattr(part, name)
+        if name == "format":
+            continue
+        if name == "first_time":
+            total.first_time = mine or theirs
+        elif name == "last_time":
+            total.last_time = theirs or mine
+        elif isinstance(mine, bool):
+            setattr(total, name, mine or theirs)
+        elif not isinstance(mine, (int, set, Counter, list, dict)):
+            raise NotMergeable(f"no merge rule for {name}")
+        elif isinstance(mine, int):
+            setattr(total, name, mine + theirs)
+        elif isinstance(mine, set):
+            mine |= theirs
+        elif isinstance(mine, Counter):
+            mine.update(theirs)
+        elif isinstance(mine, list) and name in UNIQUE_LISTS:
+            mine += [x for x in theirs if x not in mine]
+        elif isinstance(mine, Listed):  # the first analysis.LISTED of all, the others counted
+            for x in theirs:
+                mine.append(x)
+            mine.unlisted += theirs.unlisted
+        elif isinstance(mine, list):
+            mine += theirs
+        elif all(isinstance(k, str) for k in theirs):  # statistics by name
+            for key, stat in theirs.items():
+                _add_stat(mine.setdefault(key, {}), stat, name)
+        else:  # keyed by process (and handle): a key in two chunks is not per process
+            if mine.keys() & theirs.keys():
+                raise NotMergeable(f"{name}: the same key in two chunks")
+            for key, value in theirs.items():
+                if name == "objects" and len(mine) >= analysis.LISTED:
+                    total.objects_unlisted = True  # as Analysis._object leaves it out
+                else:
+                    mine[key] = value
 
 
 def summarize(path: str, fmt: str, workers: int | None = None,
@@ -374,31 +383,33 @@ def summarize(path: str, fmt: str, workers: int | None = None,
             shift = first.next_process - 1 - chunks[1].process
             for c in chunks[1:]:
                 c.process += shift
-        rest = pool.starmap(read_chunk, [(path, c, first.learned, i == last, fmt)
-                                         for i, c in enumerate(chunks[1:], 1)])
-    partials = [first, *rest]
-    again = 0
-    seen: set[int | None] = set()
-    for i, part in enumerate(partials):
-        if debug and (len(part.pids) != len(counts[i][2]) or seen & set(part.pids)):
-            return None  # a process in two chunks, or one the byte scan did not count
-        seen.update(part.pids)
-        if i == 0:
-            continue
-        before = partials[i - 1]
-        if not debug and before.next_process != chunks[i].process + 1:
-            return None  # a banner the byte scan and the parser counted differently
-        if part.seed != before.learned:
-            partials[i] = read_chunk(path, chunks[i], before.learned, i == last, fmt)
-            again += 1
+        results = pool.imap(_read_chunk, [(path, c, first.learned, i == last, fmt)
+                                          for i, c in enumerate(chunks[1:], 1)])
+        # In file order, as they come: each checked, merged, then let go.
+        total = Analysis(format=fmt)
+        unanswered: list[Event] = []
+        seen: set[int | None] = set()
+        again = 0
+        before = first
+        for i, part in enumerate(itertools.chain([first], results)):
+            if debug and (len(part.pids) != len(counts[i][2]) or seen & set(part.pids)):
+                return None  # a process in two chunks, or one the byte scan did not count
+            seen.update(part.pids)
+            if i and not debug and before.next_process != chunks[i].process + 1:
+                return None  # a banner the byte scan and the parser counted differently
+            if i and part.seed != before.learned:
+                part = read_chunk(path, chunks[i], before.learned, i == last, fmt)
+                again += 1
+            try:
+                merge_into(total, part.analysis)
+            except NotMergeable:
+                return None
+            unanswered += part.unanswered
+            part.analysis = None
+            before = part
     if stats is not None:
         stats.update(chunks=len(chunks), read_again=again)
-    try:
-        total = merge([p.analysis for p in partials])
-    except NotMergeable:
-        return None
-    redact = _LearningRedactor(partials[-1].learned)  # what it knows at the end of the file
-    for p in partials:
-        for event in p.unanswered:
-            total.add(redact(event))
+    redact = _LearningRedactor(before.learned)  # what it knows at the end of the file
+    for event in unanswered:
+        total.add(redact(event))
     return total.summary()

@@ -768,3 +768,35 @@ def test_table_cells_are_text_not_markup():
             await pilot.pause()
             assert "[/bold] odd [b]label" in screen_text(app)
     run(go())
+
+
+def test_statistics_lists_where_the_trace_is_damaged_and_enter_goes_there(tmp_path):
+    # a real trace with a pasted line of garbage and a record cut short at the end
+    lines = LOGIN_TRACE.read_text().splitlines(keepends=True)
+    header = re.compile(r"^\d+: C_")
+    garbage_at = next(i for i in range(len(lines) // 2, len(lines)) if header.match(lines[i]))
+    damaged = tmp_path / "damaged.log"
+    damaged.write_text("".join([*lines[:garbage_at], "%%% pasted garbage %%%\n",
+                                *lines[garbage_at:-3]]))
+    truth = summary(damaged)["damage"]
+    assert any(d["kind"] == "unparsed" for d in truth), truth
+
+    async def go():
+        app = app_for(damaged)
+        async with app.run_test(size=(160, 60)) as pilot:
+            await indexed(pilot)
+            await pilot.press("7")
+            await pilot.pause()
+            table = app.query_one("#stats-table", Pane)
+            cells = [[str(c) for c in table.get_row_at(i)] for i in range(table.row_count)]
+            listed = [(i, c) for i, c in enumerate(cells) if c[0].strip().startswith("line ")]
+            assert [c[0].split()[1].split("-")[0] for _, c in listed] == \
+                [str(d["line"]) for d in truth]
+            pos, _ = next((i, c) for i, c in listed if "unparsed" in c[4])
+            table.move_cursor(row=pos)
+            await pilot.press("enter")
+            await pilot.pause()
+            assert app.query_one("#tabs").active == "timeline"
+            assert app.rows.line[app.timeline.row] == garbage_at + 1
+            assert "pasted garbage" in app.rows.text(app.timeline.row)
+    run(go())

@@ -550,6 +550,7 @@ class Indexer:
                 "first_time": a.first_time, "last_time": a.last_time,
                 "incomplete_records": a.incomplete_records, "torn_records": a.torn_records,
                 "unparsed_lines": a.unparsed_lines,
+                "damage": [dict(d) for d in a.damage],
                 "per_session": {k[1:]: v for k, v in self.rows.per_session.items() if k[0] == i},
             })
         return out

@@ -182,6 +182,11 @@ def statistics(snaps: list[dict]) -> list[tuple[tuple, Target | None]]:
         problems = (f"{snap['incomplete_records']} incomplete, {snap['torn_records']} torn, "
                     f"{snap['unparsed_lines']} unparsed lines")
         out.append((("  records", "", "", "", problems), None))
+        for d in snap.get("damage", ()):  # where: Enter goes to the damaged record
+            end = d.get("end_line") or d["line"]
+            lines = f"{d['line']}-{end}" if end > d["line"] else f"{d['line']}"
+            out.append(((f"    line {lines}", "", "", "", f"{d['kind']}: {d['what']}"),
+                        _target(snap, d["line"])))
         for name, n in sorted(snap["calls_by_function"].items(), key=lambda kv: -kv[1]):
             why = Counter(c["name"] for c in snap["failed_calls"] if c["function"] == name)
             out.append(((f"  {name}", n, failed.get(name, 0),

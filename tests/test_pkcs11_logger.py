@@ -60,6 +60,15 @@ def test_every_call_the_driver_made_in_order_with_its_result():
     assert len({c.pid for c in calls}) == truth["processes"]
 
 
+def test_blank_lines_before_the_trace_begin_no_process():
+    # a paste often starts with an empty line: the first pid is still process 0
+    lines = ["", "  ", *HIDDEN.read_text().splitlines()]
+    calls = [e for e in _parse(lines) if isinstance(e, Pkcs11Call)]
+    want = _calls(HIDDEN)
+    assert [(c.process, c.function, c.line + 2) for c in want] == \
+        [(c.process, c.function, c.line) for c in calls]
+
+
 @pytest.mark.parametrize("trace", TRACES, ids=lambda p: p.name)
 def test_logins_and_failures_are_the_ones_the_clients_made(trace):
     truth = expected(trace)

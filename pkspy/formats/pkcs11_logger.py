@@ -145,6 +145,8 @@ class Pkcs11LoggerParser:
                 pid, tid = None, pid
         col = m.end() if m else 0
         msg = text[col:]
+        if m is None and not msg.strip() and None not in self._processes:
+            return  # a blank line before any pid-less one (a paste's margin): no process
         t = self._thread(pid, tid, msg, out)
         stamp = STAMP.match(msg)
         when, step = (stamp.group(1), stamp.group(2)) if stamp else (None, msg.rstrip())

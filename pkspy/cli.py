@@ -329,13 +329,10 @@ def replay_cmd(trace: str, module: str, slot: int | None, process: int | None,
                                 until=until, pin_env=pin_env, so_pin_env=so_pin_env,
                                 dry_run=dry_run, allow_changes=allow_changes, output=output,
                                 spy=spy, all_rows=all_rows)
-    try:
+    try:  # a closed pipe (| head) ends in _Commands, as for every command
         sys.exit(runner.replay(opts, sys.stdout, sys.stderr))
     except (SourceError, PlanError, runner.ReplayError, CaptureError) as e:
         _fail(str(e))
-    except BrokenPipeError:  # the reader of the table went away (| head)
-        sys.stderr.close()
-        sys.exit(141)
 
 
 @main.group()
@@ -409,11 +406,7 @@ def card_replay(trace: str, reader: str | None, pin_env: str | None, dry_run: bo
     except (SourceError, card_replayer.CardReplayError) as e:
         _fail(str(e))
         return
-    try:
-        click.echo(card_replayer.render(steps, trace, live_reader, output, all_rows))
-    except BrokenPipeError:
-        sys.stderr.close()
-        sys.exit(141)
+    click.echo(card_replayer.render(steps, trace, live_reader, output, all_rows))
     sys.exit(1 if card_replayer.first_divergence(steps) else 0)
 
 

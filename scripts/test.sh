@@ -21,4 +21,5 @@ if [ -n "$need" ]; then
 fi
 PKSPY_PIP_ARGS="-e .[test]" sh scripts/install.sh
 .venv/bin/python -m ruff check .
-.venv/bin/python -m pytest "$@"
+# one worker per core: each test that needs pcscd or SoftHSM2 makes its own
+.venv/bin/python -m pytest -n auto "$@"

@@ -145,6 +145,18 @@ def test_no_output_holds_a_secret(trace, tmp_path):
         assert after[key] == before[key], key
 
 
+def test_lookup_templates_say_their_values_were_not_logged():
+    # p11-kit prints the types of an input template, not its values: a lookup's
+    # template shows each type with '?', in summary, export and their JSON alike
+    finds = summary(PYKCS11)["finds"]
+    assert finds and all(v is None for f in finds for v in f["template"].values())
+    text = pkspy("summary", str(PYKCS11)).stdout.decode()
+    md = pkspy("export", "--to", "md", str(PYKCS11)).stdout.decode()
+    for out in (text, md):
+        assert "CKA_CLASS=?" in out and "CKA_LABEL=?" in out
+        assert "=None" not in out
+
+
 def test_each_raw_line_is_in_exactly_one_event():
     lines = TOOL.read_text(errors="replace").splitlines()
     seen: Counter[int] = Counter()

@@ -34,7 +34,12 @@ from pkspy.report.jsonl_fields import with_fields
 from pkspy.report.lines import format_event, is_shown
 from pkspy.report.links import Links, json_fields, pair, read_links
 from pkspy.report.links import table as links_table
-from pkspy.report.summary import login_changes_text, operations_text, timing_text
+from pkspy.report.summary import (
+    login_changes_text,
+    operations_text,
+    template_text,
+    timing_text,
+)
 
 FORMATS = ("md", "text", "html", "jsonl")
 TIMELINE_MAX = 20000  # lines of the timeline kept in a report; the rest is counted
@@ -257,7 +262,7 @@ def sections(t: Trace) -> list[Section]:
                                                 "closed", "operations", "logins"], rows)))
     if s["finds"]:
         rows = [[str(x["process"]), f"#{x['seq']}",
-                 ", ".join(f"{k}={v}" for k, v in x["template"].items()) or "(any object)",
+                 template_text(x["template"]),
                  ", ".join(x["handles"]) or "nothing"] for x in s["finds"]]
         out.append(Section("Object lookups", table=(["process", "call", "template", "found"],
                                                     rows)))

@@ -7,6 +7,12 @@ from pkspy.analysis import Analysis
 from pkspy.pipeline import open_events
 
 
+def template_text(template: dict, empty: str = "(any object)") -> str:
+    """A lookup's template. A value the trace does not hold is '?': p11-kit prints
+    only the types of a template it passes in."""
+    return ", ".join(f"{k}={'?' if v is None else v}" for k, v in template.items()) or empty
+
+
 def summarize(path: str, fmt: str | None = None, parallel: bool = True) -> dict:
     """``parallel``: a large pkcs11-spy log is read on every core (the same result)."""
     fmt, events = open_events(path, fmt=fmt)
@@ -105,7 +111,7 @@ def render(s: dict) -> str:
     out.append("")
     out.append(f"object lookups ({_listed(s, 'finds')})")
     for x in s["finds"]:
-        tmpl = ", ".join(f"{k}={v}" for k, v in x["template"].items()) or "(any object)"
+        tmpl = template_text(x["template"])
         found = ", ".join(x["handles"]) or "nothing"
         out.append(f"  p{x['process']} #{x['seq']:<5} {tmpl} -> {found}")
     out.append("")

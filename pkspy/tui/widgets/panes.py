@@ -13,6 +13,7 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from decoders import iso7816, opensc
+from pkspy.report.summary import template_text
 from pkspy.tui.index import Filter
 
 RW_SESSION = 0x2  # CKF_RW_SESSION
@@ -144,7 +145,7 @@ def logins(snaps: list[dict]) -> list[tuple[tuple, Target | None]]:
 def _lookup(snap: dict, proc: int, seq: object) -> str:
     for f in snap["finds"]:
         if f["process"] == proc and f["seq"] == seq:
-            tmpl = ", ".join(f"{k}={v}" for k, v in f["template"].items()) or "any object"
+            tmpl = template_text(f["template"], "any object")
             return f"#{seq} {{{tmpl}}}"
     return f"#{seq}"
 

@@ -8,13 +8,14 @@ PKSPY_FUZZ_EXAMPLES=N for a longer random run.
 
 from __future__ import annotations
 
-import datetime as dt
 import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
 
-from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec, ed25519
-from cryptography.x509.oid import NameOID
+import pytest
+from asn1crypto import x509
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -29,24 +30,29 @@ CODES = st.one_of(st.integers(-(1 << 64), 1 << 65), st.sampled_from(
 
 
 def _certificates() -> list[bytes]:
-    """Real DER made now: an EC P-256 and an Ed25519 self-signed certificate and keys."""
+    """Real DER made now by openssl: EC P-256 and Ed25519 self-signed certificates, their
+    public keys and subject names (no openssl: the fixed DER below only)."""
+    openssl = shutil.which("openssl")
+    if openssl is None:
+        return []
     out = []
-    for key in (ec.generate_private_key(ec.SECP256R1()), ed25519.Ed25519PrivateKey.generate()):
-        name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pkspy fuzz"),
-                          x509.NameAttribute(NameOID.ORGANIZATION_NAME, "Ünïcode, Inc.")])
-        now = dt.datetime(2026, 1, 1, tzinfo=dt.timezone.utc)
-        cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name)
-                .public_key(key.public_key()).serial_number(2**70 + 5)
-                .not_valid_before(now).not_valid_after(now + dt.timedelta(days=30))
-                .sign(key, None if isinstance(key, ed25519.Ed25519PrivateKey) else hashes.SHA256()))
-        out.append(cert.public_bytes(serialization.Encoding.DER))
-        out.append(key.public_key().public_bytes(serialization.Encoding.DER,
-                                                 serialization.PublicFormat.SubjectPublicKeyInfo))
-        out.append(name.public_bytes())
+    with tempfile.TemporaryDirectory() as tmp:
+        for name, key in [("p256", ["ec", "-pkeyopt", "ec_paramgen_curve:prime256v1"]),
+                          ("ed25519", ["ed25519"])]:
+            cert, priv = Path(tmp, f"{name}.der"), Path(tmp, f"{name}.key")
+            subprocess.run([openssl, "req", "-x509", "-newkey", *key, "-nodes", "-keyout",
+                            str(priv), "-subj", "/CN=pkspy fuzz/O=Ünïcode, Inc.", "-days", "30",
+                            "-set_serial", str(2**70 + 5), "-outform", "DER", "-out", str(cert)],
+                           check=True, capture_output=True, timeout=60)
+            public = subprocess.run([openssl, "pkey", "-in", str(priv), "-pubout", "-outform",
+                                     "DER"], check=True, capture_output=True, timeout=60).stdout
+            raw = cert.read_bytes()
+            out += [raw, public, x509.Certificate.load(raw)["tbs_certificate"]["subject"].dump()]
     return out
 
 
-REAL_DER = [*_certificates(), bytes.fromhex("06082A8648CE3D030107"),  # prime256v1
+CERTIFICATES = _certificates()
+REAL_DER = [*CERTIFICATES, bytes.fromhex("06082A8648CE3D030107"),  # prime256v1
             bytes.fromhex("0441046B17D1F2E12C4247F8BCE6E563A440F277037D812DEB33A0F4A13945D8"
                           "98C2964FE342E2FE1A7F9B8EE7EB4A7C0F9E162BCE33576B315ECECBB6406837"
                           "BF51F5"), bytes.fromhex("020101"), bytes.fromhex("0101FF")]
@@ -101,7 +107,9 @@ def test_find_certificates_gives_up_on_byte_soup(monkeypatch):
     monkeypatch.setattr(der, "certificate_summary", lambda d, *a: tries.append(1) or real(d, *a))
     assert der.find_certificates(b"\x30\x82\x00\x10\x30\x82" * 11000) == []
     assert len(tries) <= der._MAX_MISSES
-    cert = REAL_DER[0]
+    if not CERTIFICATES:
+        pytest.skip("openssl not installed")
+    cert = CERTIFICATES[0]
     assert [f.der for f in der.find_certificates(b"\x30\x82\x00\x10\x30\x82" * 5 + cert)] == [cert]
 
 

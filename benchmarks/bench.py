@@ -170,6 +170,7 @@ def follow_latency(trace: Path, record: bytes, tries: int = 9) -> float:
 
 
 VIEW = re.compile(r"first screen +([0-9.]+) s.*full index +([0-9.]+) s", re.DOTALL)
+FIRST = re.compile(r"first screen +([0-9.]+) s")
 
 
 def row(trace: str, name: str, seconds: float, mb: float, grep: float | None,
@@ -188,8 +189,9 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--size", type=int, action="append", help="MB per trace (repeatable)")
     ap.add_argument("--keep", help="build the traces in this directory and keep them")
-    ap.add_argument("--skip", default="", help="leave out some of: tail,view,follow "
-                    "(pkspy view and tail take minutes on 1 GB)")
+    ap.add_argument("--skip", default="", help="leave out some of: tail,view,index,follow "
+                    "(pkspy tail and view's full index take minutes on 1 GB; 'index' "
+                    "keeps view's first screen)")
     ap.add_argument("--view-limit", type=float, default=600,
                     help="stop pkspy view's indexing after this many seconds")
     args = ap.parse_args()
@@ -227,9 +229,15 @@ def main() -> None:
                 if "view" in skip:
                     continue
                 view = [sys.executable, "-m", "pkspy.tui.bench", str(trace)]
+                if "index" in skip:
+                    view.append("--first-screen")
                 seconds, cpu, peak, out = run(view, timeout=args.view_limit)
                 m = VIEW.search(out)
-                if m:
+                first = FIRST.search(out)
+                if "index" in skip and first:
+                    row(trace.name, "pkspy view: first screen", float(first.group(1)), 0, None,
+                        peak)
+                elif m:
                     row(trace.name, "pkspy view: first screen", float(m.group(1)), 0, None,
                         peak)
                     row(trace.name, "pkspy view: full index", float(m.group(2)), mb, grep,

@@ -1,9 +1,10 @@
 """How fast ``pkspy view`` opens a trace: a headless measurement, not a test.
 
-    python -m pkspy.tui.bench FILE [WIDTHxHEIGHT]
+    python -m pkspy.tui.bench FILE [WIDTHxHEIGHT] [--first-screen]
 
 prints the time from start (imports included) to the first screen with rows,
-to the full index, the rows, and the peak resident memory of the process.
+to the full index, the rows, and the peak resident memory of the process;
+with --first-screen it stops at the first screen (a 1 GB index takes minutes).
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ def main(argv: list[str]) -> int:
     if not argv or argv[0] in ("-h", "--help"):
         print(__doc__.strip())
         return 2
+    first_only = "--first-screen" in argv
+    argv = [a for a in argv if a != "--first-screen"]
     path = argv[0]
     width, height = (int(n) for n in (argv[1] if len(argv) > 1 else "120x40").split("x"))
     from pkspy.tui.app import ViewerApp
@@ -35,6 +38,11 @@ def main(argv: list[str]) -> int:
             while app.timeline.painted_at is None:  # not pilot.pause: it waits for idle
                 await asyncio.sleep(0.005)
             first = made + app.timeline.painted_at - app.started
+            if first_only:
+                peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+                print(f"first screen  {first:.2f} s")
+                print(f"peak memory   {peak:.0f} MB (resident)")
+                return
             while not app.indexed:
                 await pilot.pause(0.5)  # seldom: the indexer shares the GIL with this loop
             full = made + app.indexed_at

@@ -238,22 +238,3 @@ def test_older_and_newer_shapes():
     assert enc.rv == 0x80000002 and enc.arg("pMechanism").value.type == 0x80000001
     assert login.arg("pPin").secret == "PIN" and login.arg("pUsername").value == b"bob"
     assert login.arg("userType").value == "CKU_USER"
-
-
-@pytest.mark.parametrize("trace", TRACES, ids=lambda p: p.name)
-def test_viewer_shows_the_calls_and_no_secret(trace):
-    from test_tui import app_for, indexed, run, screen_text
-
-    forms = fixture_secret_forms(trace)
-
-    async def go():
-        app = app_for(trace)
-        async with app.run_test(size=(160, 40)) as pilot:
-            await indexed(pilot)
-            screen = screen_text(app)
-            assert "C_Initialize" in screen and "C_GetSlotList" in screen
-            assert not [f for f in forms if f in screen]
-            await pilot.press("e")  # the first failure, and its detail
-            await pilot.pause()
-            assert not [f for f in forms if f in screen_text(app)]
-    run(go())

@@ -213,25 +213,6 @@ def test_a_cut_or_damaged_trace_reads_without_a_traceback(cut, tmp_path):
     assert got["unparsed_lines"] + got.get("problems", 0) + got["incomplete_records"] >= 1
 
 
-@pytest.mark.parametrize("trace", TRACES, ids=lambda p: p.name)
-def test_viewer_shows_the_calls_and_no_secret(trace):
-    from test_tui import app_for, indexed, run, screen_text
-
-    forms = fixture_secret_forms(trace)
-
-    async def go():
-        app = app_for(trace)
-        async with app.run_test(size=(160, 40)) as pilot:
-            await indexed(pilot)
-            screen = screen_text(app)
-            assert "C_GetFunctionList" in screen and "C_Initialize" in screen
-            assert not [f for f in forms if f in screen]
-            await pilot.press("e")  # the first failure, and its detail
-            await pilot.pause()
-            assert not [f for f in forms if f in screen_text(app)]
-    run(go())
-
-
 def test_real_threads_each_keep_their_own_calls_in_order():
     trace = DIR / "logger-pins-threads.log"
     truth = expected(trace)

@@ -385,6 +385,29 @@ def test_no_secret_on_any_tab(trace):
     run(go())
 
 
+OTHER_TRACERS = [*sorted((ROOT / "fixtures" / "p11-kit").glob("*.log")),
+                 *sorted((ROOT / "fixtures" / "pkcs11-logger").glob("*.log"))]
+
+
+@pytest.mark.parametrize("trace", OTHER_TRACERS, ids=lambda p: p.name)
+def test_p11kit_and_pkcs11_logger_traces_show_their_calls_and_no_secret(trace):
+    forms = fixture_secret_forms(trace)
+    first = [e.function for e in open_events(str(trace))[1]
+             if getattr(e, "function", None)][:2]
+
+    async def go():
+        app = app_for(trace)
+        async with app.run_test(size=(160, 40)) as pilot:
+            await indexed(pilot)
+            screen = screen_text(app)
+            assert len(first) == 2 and all(f in screen for f in first), (first, screen)
+            assert not [f for f in forms if f in screen]
+            await pilot.press("e")  # the first failure, and its detail
+            await pilot.pause()
+            assert not [f for f in forms if f in screen_text(app)]
+    run(go())
+
+
 def test_several_files_in_one_timeline():
     second = ROOT / "fixtures" / "opensc-debug" / "pkcs11-tool-L-d9.log"
 

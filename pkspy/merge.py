@@ -76,6 +76,19 @@ def parse_clock(text: str | None) -> tuple[int | None, float] | None:
     return day.toordinal(), secs
 
 
+def mtime_day(path: str, secs: float) -> int:
+    """The day (ordinal) of a dateless time ``secs`` into its day, from the file: the day
+    the file was last written, or the day before when that time is later than the
+    write (the trace began before midnight). Standard input: today."""
+    try:
+        stamp = os.stat(path).st_mtime if path != "-" else _time.time()
+    except OSError:
+        stamp = _time.time()
+    when = datetime.fromtimestamp(stamp)
+    day = when.toordinal()
+    return day - 1 if secs > when.hour * 3600 + when.minute * 60 + when.second + 1 else day
+
+
 def labels(paths: list[str]) -> list[str]:
     """Short names to mark each event's file: base names, unless two are alike."""
     names = [Path(p).name or p for p in paths]
@@ -166,14 +179,7 @@ class _Merger:
             day = min((base - 1, base, base + 1), key=lambda d: abs(d * DAY + secs - ref))
             why = f"from {self.names[other.index]}"
         else:
-            try:
-                stamp = os.stat(src.path).st_mtime if src.path != "-" else _time.time()
-            except OSError:
-                stamp = _time.time()
-            when = datetime.fromtimestamp(stamp)
-            day = when.toordinal()
-            if secs > when.hour * 3600 + when.minute * 60 + when.second + 1:
-                day -= 1  # the trace began before the day its file was last written
+            day = mtime_day(src.path, secs)
             why = "from its modification time"
         self.note(f"{self.names[src.index]}: its times have no date; dated "
                   f"{date.fromordinal(day).isoformat()} {why}")

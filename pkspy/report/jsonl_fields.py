@@ -12,12 +12,10 @@ one when it comes first.
 
 from __future__ import annotations
 
-import os
-import time as _time
 from collections.abc import Iterable, Iterator
 from datetime import datetime
 
-from pkspy.merge import DAY, ROLLOVER, parse_clock
+from pkspy.merge import DAY, ROLLOVER, mtime_day, parse_clock
 from pkspy.model import Event
 from pkspy.report.lines import format_event, is_failure
 
@@ -33,15 +31,6 @@ class _Clock:
         self.last_secs: float | None = None
         self.now: float | None = None
 
-    def _mtime_day(self, secs: float) -> int:
-        try:
-            stamp = os.stat(self.path).st_mtime if self.path != "-" else _time.time()
-        except OSError:
-            stamp = _time.time()
-        when = datetime.fromtimestamp(stamp)
-        day = when.toordinal()
-        return day - 1 if secs > when.hour * 3600 + when.minute * 60 + when.second + 1 else day
-
     def read(self, text: str | None, ref: float | None) -> float | None:
         clock = parse_clock(text)
         if clock is not None:
@@ -49,7 +38,7 @@ class _Clock:
             if day is None:
                 if self.day is None:
                     base = int(ref // DAY) if ref is not None else None
-                    self.day = self._mtime_day(secs) if base is None else min(
+                    self.day = mtime_day(self.path, secs) if base is None else min(
                         (base - 1, base, base + 1), key=lambda d: abs(d * DAY + secs - ref))
                 elif self.last_secs is not None and secs < self.last_secs - ROLLOVER:
                     self.day += 1  # past midnight

@@ -74,6 +74,29 @@ def summary(trace: Path) -> dict:
     return json.loads(r.stdout)
 
 
+def assert_no_output_holds_a_secret(trace: Path, tmp_path: Path, same: tuple[str, ...]) -> None:
+    """tail, summary (text, JSON), export (md, jsonl) and the redacted copy of ``trace``
+    hold none of its secrets in any form; the copy reads back to the same ``same`` keys."""
+    forms = fixture_secret_forms(trace)
+    copy = tmp_path / "copy.log"
+    outputs = {
+        "tail": pkspy("tail", "--no-follow", str(trace)),
+        "summary": pkspy("summary", str(trace)),
+        "summary --json": pkspy("summary", "--json", str(trace)),
+        "export md": pkspy("export", "-f", "md", str(trace)),
+        "export jsonl": pkspy("export", "-f", "jsonl", str(trace)),
+        "redact": pkspy("redact", str(trace), "-o", str(copy)),
+    }
+    for what, r in outputs.items():
+        assert r.returncode == 0, (what, r.stderr)
+        out = r.stdout.decode(errors="replace")
+        assert not [f for f in forms if f in out], what
+    assert not [f for f in forms if f in copy.read_text(errors="replace")]
+    before, after = summary(trace), summary(copy)
+    for key in same:
+        assert after[key] == before[key], key
+
+
 @pytest.fixture(params=SPY_TRACES, ids=lambda p: p.stem)
 def spy_trace(request) -> Path:
     return request.param

@@ -9,7 +9,13 @@ import re
 from collections import Counter
 
 import pytest
-from conftest import ROOT, expected, fixture_secret_forms, pkspy, summary
+from conftest import (
+    ROOT,
+    assert_no_output_holds_a_secret,
+    expected,
+    pkspy,
+    summary,
+)
 
 from decoders import pkcs11
 from pkspy import formats
@@ -137,28 +143,12 @@ def test_values_are_decoded():
 
 @pytest.mark.parametrize("trace", TRACES, ids=lambda p: p.name)
 def test_no_output_holds_a_secret(trace, tmp_path):
-    forms = fixture_secret_forms(trace)
     truth = expected(trace)
     if truth["pins_logged"]:
         assert truth["secrets"]["so_pin"] in trace.read_text()
-    outputs = {
-        "tail": pkspy("tail", "--no-follow", str(trace)),
-        "summary": pkspy("summary", str(trace)),
-        "summary --json": pkspy("summary", "--json", str(trace)),
-        "export md": pkspy("export", "-f", "md", str(trace)),
-        "export jsonl": pkspy("export", "-f", "jsonl", str(trace)),
-        "redact": pkspy("redact", str(trace), "-o", str(tmp_path / "copy.log")),
-    }
-    for what, r in outputs.items():
-        assert r.returncode == 0, (what, r.stderr)
-        out = r.stdout.decode(errors="replace")
-        assert not [f for f in forms if f in out], what
-    copy = (tmp_path / "copy.log").read_text()
-    assert not [f for f in forms if f in copy]
-    before, after = summary(trace), summary(tmp_path / "copy.log")
-    for key in ("format", "processes", "calls", "calls_by_function", "failed_calls", "logins",
-                "unparsed_lines", "sessions"):
-        assert after[key] == before[key], key
+    assert_no_output_holds_a_secret(trace, tmp_path, (
+        "format", "processes", "calls", "calls_by_function", "failed_calls", "logins",
+        "unparsed_lines", "sessions"))
 
 
 def test_threads_are_told_apart_by_their_tid():

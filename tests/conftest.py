@@ -61,6 +61,15 @@ def assert_pin_commands_redacted(trace: Path) -> None:
         assert apdu.command_data.length == apdu.command[4]
 
 
+def source_lines(text: str) -> list[tuple[str, int]]:
+    """A trace's text as the (line, byte offset) items pkspy.formats.parse reads."""
+    out, offset = [], 0
+    for line in text.splitlines(keepends=True):
+        out.append((line.rstrip("\n"), offset))
+        offset += len(line.encode())
+    return out
+
+
 def pkspy(*args: str, input: bytes | None = None,
           timeout: float = 60) -> subprocess.CompletedProcess:
     return subprocess.run([sys.executable, "-m", "pkspy", *args], input=input,

@@ -7,7 +7,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
-from conftest import ROOT, expected, fixture_secret_forms, pkspy, summary
+from conftest import ROOT, expected, fixture_secret_forms, pkspy, source_lines, summary
 
 from pkspy.formats import parse
 from pkspy.model import ApduExchange, PcscCall
@@ -76,18 +76,10 @@ def test_no_output_holds_a_pin(trace):
         assert not [f for f in forms if f in "\n".join(event.raw)], event.line
 
 
-def _lines(text: str):
-    out, offset = [], 0
-    for line in text.splitlines(keepends=True):
-        out.append((line.rstrip("\n"), offset))
-        offset += len(line.encode())
-    return out
-
-
 def test_older_and_newer_stream_versions():
     # <=1.9.8: SCardTransmit has no PCI values; >=2.2.0: the exit line has no error text
     real = (DIR / "pyscard.raw").read_text()
-    base = [(a.command, a.response) for a in parse(_lines(real), "pcsc-spy-raw")
+    base = [(a.command, a.response) for a in parse(source_lines(real), "pcsc-spy-raw")
             if isinstance(a, ApduExchange)]
     old, lines = [], real.splitlines()
     i = 0
@@ -102,11 +94,11 @@ def test_older_and_newer_stream_versions():
             assert lines[i].startswith(f"{tid}@<|")
             continue
         i += 1
-    older = [(a.command, a.response) for a in parse(_lines("\n".join(old)), "pcsc-spy-raw")
+    older = [(a.command, a.response) for a in parse(source_lines("\n".join(old)), "pcsc-spy-raw")
              if isinstance(a, ApduExchange)]
     assert older == base
     newer = "\n".join(line.replace("|Command successful.|", "|") for line in lines)
-    events = list(parse(_lines(newer), "pcsc-spy-raw"))
+    events = list(parse(source_lines(newer), "pcsc-spy-raw"))
     assert [(a.command, a.response) for a in events if isinstance(a, ApduExchange)] == base
     assert all(e.rv is not None for e in events if isinstance(e, PcscCall))
 
@@ -115,7 +107,7 @@ def test_a_stream_out_of_step_is_marked_and_resyncs():
     real = (DIR / "pyscard.raw").read_text().splitlines()
     at = next(i for i, line in enumerate(real) if line.endswith("|SCardStatus"))
     broken = real[:at + 2] + real[at + 3:]  # one value line lost (a too-long line dropped)
-    events = list(parse(_lines("\n".join(broken)), "pcsc-spy-raw"))
+    events = list(parse(source_lines("\n".join(broken)), "pcsc-spy-raw"))
     status = next(e for e in events if isinstance(e, PcscCall) and e.function == "SCardStatus")
     assert status.problems
     assert len([e for e in events if isinstance(e, ApduExchange)]) == 28  # nothing else lost

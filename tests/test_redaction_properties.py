@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import re
 
-from conftest import ROOT
+from conftest import ROOT, source_lines
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 from test_hex_apdu import EXCHANGES, FORMS
@@ -56,21 +56,13 @@ def opensc_dump(data: bytes) -> list[str]:
     return rows
 
 
-def _lines(text: str):
-    out, offset = [], 0
-    for line in text.splitlines(keepends=True):
-        out.append((line.rstrip("\n"), offset))
-        offset += len(line.encode())
-    return out
-
-
 def outputs(text: str, fmt: str) -> str:
     """Everything pkspy would print for this trace: tail lines, JSON, raw, a report."""
     redactor = Redactor()
     trace = Trace("generated", fmt)
     trace.analysis.format = fmt
     parts = []
-    for event in parse(_lines(text), fmt):
+    for event in parse(source_lines(text), fmt):
         event = redactor(event)
         trace.analysis.add(event)
         trace.timeline.append(format_event(event))

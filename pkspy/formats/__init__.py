@@ -10,6 +10,7 @@ import re
 from collections.abc import Iterable, Iterator
 
 from pkspy.formats import hex_apdu, pkcs11_logger
+from pkspy.formats._colour import uncoloured
 from pkspy.formats.hex_apdu import HexApduParser
 from pkspy.formats.opensc_debug import OpenscDebugParser
 from pkspy.formats.p11kit import P11KitParser
@@ -46,7 +47,6 @@ _SIGNS = [
     # hex APDUs last: a prefixed line here, bare hex lines in detect()
     (HexApduParser.format, hex_apdu.SIGN),
 ]
-_ANSI = re.compile(r"\x1b\[[0-9;]*m")
 
 DETECT_LINES = 200
 
@@ -56,7 +56,7 @@ def detect(lines: Iterable[str]) -> str | None:
     seen = 0
     hex_lines, not_hex = 0, False
     for text in lines:
-        text = _ANSI.sub("", text)
+        text = uncoloured(text)
         if not text.strip():
             continue
         for name, sign in _SIGNS:

@@ -32,9 +32,9 @@ from __future__ import annotations
 import re
 
 from decoders import iso7816
+from pkspy.formats._colour import uncoloured
 from pkspy.model import ApduExchange, DebugLine, Event, Unparsed
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 PREFIX = re.compile(r"^\s*(?P<prefix>=>|<=|->|<-|>|<|[CcRr]:|[Ss][Ee][Nn][Dd]:|"
                     r"[Rr][Ee][Cc][Vv]:)\s*")
 COMMAND_PREFIXES = frozenset({"=>", "->", ">", "c:", "send:"})
@@ -93,7 +93,7 @@ class HexApduParser:
 
     def feed(self, text: str, lineno: int, offset: int) -> list[Event]:
         out: list[Event] = []
-        clean = ANSI.sub("", text) if "\x1b" in text else text
+        clean = uncoloured(text)
         if not clean.strip():
             return out
         common = dict(line=lineno, end_line=lineno, offset=offset, raw=[text], process=0)

@@ -26,10 +26,10 @@ import re
 from collections import Counter
 
 from decoders import iso7816, pkcs11
+from pkspy.formats._colour import uncoloured
 from pkspy.formats._masked import from_pairs, redacted
 from pkspy.model import ApduExchange, DebugLine, Event, Unparsed
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 HEADER = re.compile(
     r"^(?:P:(?P<pid>\d+); T:(?:0x)?(?P<tid>\d+) |0x(?P<hextid>[0-9a-fA-F]+) )?"
     r"(?:(?P<date>\d{4}-\d\d-\d\d) )?(?P<time>\d\d:\d\d:\d\d\.\d{3}) "
@@ -130,7 +130,7 @@ class OpenscDebugParser:
 
     def feed(self, text: str, lineno: int, offset: int) -> list[Event]:
         out: list[Event] = []
-        clean = ANSI.sub("", text) if "\x1b" in text else text
+        clean = uncoloured(text)
         m = HEADER.match(clean)
         if m:
             self._flush(out)

@@ -40,9 +40,9 @@ from __future__ import annotations
 import re
 
 from decoders import iso7816
+from pkspy.formats._colour import uncoloured
 from pkspy.model import ApduExchange, Arg, DebugLine, Event, PcscCall, Unparsed
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 THREAD_PREFIX = re.compile(r"^ *\(t(\d+)\) (.*)$")
 # A second thread's line glued to the end of another (Python threads printing at once).
 GLUED = re.compile(r" +\(t\d+\) ")
@@ -203,7 +203,7 @@ class PcscSpyTextParser:
 
     def feed(self, text: str, lineno: int, offset: int) -> list[Event]:
         out: list[Event] = []
-        clean = ANSI.sub("", text) if "\x1b" in text else text
+        clean = uncoloured(text)
         if self._tb is not None and self._traceback_line(clean, text, lineno, out):
             return out
         if not clean.strip():
@@ -552,10 +552,10 @@ class PcscSpyTextParser:
         tb, self._tb = self._tb, None
         if tb is None:
             return
-        while len(tb.raw) > 1 and not ANSI.sub("", tb.raw[-1]).strip():
+        while len(tb.raw) > 1 and not uncoloured(tb.raw[-1]).strip():
             tb.raw.pop()  # blank lines after an unfinished traceback are not part of it
             tb.lines.pop()
-        last = ANSI.sub("", tb.raw[-1]).strip() if tb.raw else "Traceback"
+        last = uncoloured(tb.raw[-1]).strip() if tb.raw else "Traceback"
         event = DebugLine(line=tb.line, end_line=tb.lines[-1] if tb.lines else tb.line,
                           offset=tb.offset, raw=tb.raw, raw_lines=tb.lines, process=0,
                           module="pcsc-spy",

@@ -43,9 +43,9 @@ from __future__ import annotations
 import re
 
 from decoders import iso7816, pcsc
+from pkspy.formats._colour import uncoloured
 from pkspy.model import ApduExchange, DebugLine, Event, Unparsed
 
-ANSI = re.compile(r"\x1b\[[0-9;]*m")
 LINE = re.compile(r"^(?P<delta>-?\d{8,}) (?:\[(?P<tid>\d+|0x[0-9a-fA-F]+|\(nil\))\] )?"
                   r"(?P<msg>.*)$")
 FRAME = re.compile(r"^(?P<file>[^\s:]+):(?P<line>\d+):(?P<func>[\w~]+)\(\) ?(?P<text>.*)$")
@@ -103,7 +103,7 @@ class PcscdParser:
     # -- driving -------------------------------------------------------
 
     def feed(self, text: str, lineno: int, offset: int) -> list[Event]:
-        clean = ANSI.sub("", text) if "\x1b" in text else text
+        clean = uncoloured(text)
         m = LINE.match(clean)
         if not m:
             if clean.strip():

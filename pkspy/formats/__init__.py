@@ -2,50 +2,93 @@
 
 A parser has ``feed(text, lineno, offset) -> list[Event]`` and
 ``close() -> list[Event]``; ``parse`` drives one over lines.
+
+A parser's module is imported only when its format is asked for (``PARSERS[name]``)
+or detection gets to its sign: ``pkspy view`` of a spy log loads one parser, not eight.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
+from functools import cached_property
+from typing import TYPE_CHECKING
 
-from pkspy.formats import hex_apdu, pkcs11_logger
 from pkspy.formats._colour import uncoloured
-from pkspy.formats.hex_apdu import HexApduParser
-from pkspy.formats.opensc_debug import OpenscDebugParser
-from pkspy.formats.p11kit import P11KitParser
-from pkspy.formats.pcsc_spy import PcscSpyRawParser
-from pkspy.formats.pcsc_spy_text import PcscSpyTextParser
-from pkspy.formats.pcscd import PcscdParser
-from pkspy.formats.pkcs11_logger import Pkcs11LoggerParser
-from pkspy.formats.spy import SpyParser
-from pkspy.model import Event
 
-PARSERS = {p.format: p for p in (SpyParser, OpenscDebugParser, PcscSpyRawParser, PcscdParser,
-                                 PcscSpyTextParser, HexApduParser, P11KitParser,
-                                 Pkcs11LoggerParser)}
+if TYPE_CHECKING:
+    from pkspy.model import Event
+
+# format name -> (module in this package, parser class); the class's ``format`` is the name
+_PARSER_PLACES = {
+    "pkcs11-spy": ("spy", "SpyParser"),
+    "opensc-debug": ("opensc_debug", "OpenscDebugParser"),
+    "pcsc-spy-raw": ("pcsc_spy", "PcscSpyRawParser"),
+    "pcscd": ("pcscd", "PcscdParser"),
+    "pcsc-spy": ("pcsc_spy_text", "PcscSpyTextParser"),
+    "hex-apdu": ("hex_apdu", "HexApduParser"),
+    "p11-kit": ("p11kit", "P11KitParser"),
+    "pkcs11-logger": ("pkcs11_logger", "Pkcs11LoggerParser"),
+}
+
+
+def _module(name: str):
+    return importlib.import_module(f"{__name__}.{name}")
+
+
+class _Parsers(Mapping):
+    """Format name -> parser class, the class imported on first use."""
+
+    def __getitem__(self, fmt: str) -> type:
+        module, cls = _PARSER_PLACES[fmt]
+        return getattr(_module(module), cls)
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(_PARSER_PLACES)
+
+    def __len__(self) -> int:
+        return len(_PARSER_PLACES)
+
+
+PARSERS: Mapping[str, type] = _Parsers()
+
+
+class _ModuleSign:
+    """A sign kept in its parser's module, imported when detection first tries it."""
+
+    def __init__(self, module: str) -> None:
+        self.module = module
+
+    @cached_property
+    def _pattern(self) -> re.Pattern[str]:
+        return _module(self.module).SIGN
+
+    def match(self, text: str) -> re.Match[str] | None:
+        return self._pattern.match(text)
+
 
 # Decisive first-lines tests, in the order of formats.md §5.
 _SIGNS = [
-    (PcscSpyRawParser.format, re.compile(r"^[0-9A-F]+@[<>]\|\d+\|\d+\|SCard\w+")),
-    (SpyParser.format, re.compile(r"^\*{5,} OpenSC PKCS#11 spy \*{5,}")),
-    (SpyParser.format, re.compile(r"^\d+: (C_\w+|SetOperationState)\s*$")),
-    (OpenscDebugParser.format, re.compile(
+    ("pcsc-spy-raw", re.compile(r"^[0-9A-F]+@[<>]\|\d+\|\d+\|SCard\w+")),
+    ("pkcs11-spy", re.compile(r"^\*{5,} OpenSC PKCS#11 spy \*{5,}")),
+    ("pkcs11-spy", re.compile(r"^\d+: (C_\w+|SetOperationState)\s*$")),
+    ("opensc-debug", re.compile(
         r"^(?:P:\d+; T:(?:0x)?\d+ |0x[0-9a-fA-F]+ )(?:\d{4}-\d\d-\d\d )?"
         r"\d\d:\d\d:\d\d\.\d{3} \[[^\]]*\] ")),
     # <=0.17 on Windows: a date and time, then [app] file:line:func:
-    (OpenscDebugParser.format, re.compile(
+    ("opensc-debug", re.compile(
         r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d\.\d{3} \[[^\]]*\] \S+:\d+:\w+: ")),
     # pkcs11-logger: [pid : ][tid : ] then its banner, a separator or a timestamped step
-    (Pkcs11LoggerParser.format, pkcs11_logger.SIGN),
+    ("pkcs11-logger", _ModuleSign("pkcs11_logger")),
     # p11-kit log-calls: a call's first input or output line (its name alone says little)
-    (P11KitParser.format, re.compile(r"^(?:(?:  IN| OUT): \w+ = \S|C_\w+ = CKR_\w+\s*$)")),
+    ("p11-kit", re.compile(r"^(?:(?:  IN| OUT): \w+ = \S|C_\w+ = CKR_\w+\s*$)")),
     # the delta in microseconds, the thread id with -T, then file:line:function()
-    (PcscdParser.format, re.compile(
+    ("pcscd", re.compile(
         r"^-?\d{8} (?:\[(?:\d+|0x[0-9a-fA-F]+)\] )?[^\s:]+:\d+:\w+\(\) ")),
-    (PcscSpyTextParser.format, re.compile(r"^ *(?:\(t\d+\) )?(?:SCard\w+|SCarControl)\s*$")),
+    ("pcsc-spy", re.compile(r"^ *(?:\(t\d+\) )?(?:SCard\w+|SCarControl)\s*$")),
     # hex APDUs last: a prefixed line here, bare hex lines in detect()
-    (HexApduParser.format, hex_apdu.SIGN),
+    ("hex-apdu", _ModuleSign("hex_apdu")),
 ]
 
 DETECT_LINES = 200
@@ -62,14 +105,14 @@ def detect(lines: Iterable[str]) -> str | None:
         for name, sign in _SIGNS:
             if sign.match(text):
                 return name
-        kind = hex_apdu.plain_kind(text)
+        kind = _module("hex_apdu").plain_kind(text)
         hex_lines += kind == "hex"
         not_hex = not_hex or kind is None
         seen += 1
         if seen >= DETECT_LINES:
             break
     # bare hex APDUs, only when nothing else is in the head
-    return HexApduParser.format if hex_lines >= 2 and not not_hex else None
+    return "hex-apdu" if hex_lines >= 2 and not not_hex else None
 
 
 def parse(lines: Iterable[tuple[str, int]], fmt: str, first_line: int = 1) -> Iterator[Event]:

@@ -9,7 +9,6 @@ from rich.style import Style
 from rich.text import Text
 
 from decoders import der, iso7816
-from decoders.explain import explain
 from pkspy.analysis import TEXT_ATTRIBUTES, attribute_value
 from pkspy.model import (
     ApduExchange,
@@ -101,6 +100,8 @@ def _args(out: Text, args: list[Arg], indent: str = "  ") -> None:
 
 
 def _hint(out: Text, text: str, namespace: str) -> None:
+    from decoders.explain import explain  # its tables load with the first failure shown
+
     matches = explain(text, namespace)
     if matches and matches[0].hint:
         out.append("  hint: ", style="bold")

@@ -13,7 +13,6 @@ from rich.text import Text
 from textual.widgets import DataTable
 
 from decoders import iso7816, opensc
-from pkspy.report.summary import template_text
 from pkspy.tui.index import Filter
 
 RW_SESSION = 0x2  # CKF_RW_SESSION
@@ -143,6 +142,9 @@ def logins(snaps: list[dict]) -> list[tuple[tuple, Target | None]]:
 
 
 def _lookup(snap: dict, proc: int, seq: object) -> str:
+    # not at start-up: the summary module brings its multi-core scanner along
+    from pkspy.report.summary import template_text
+
     for f in snap["finds"]:
         if f["process"] == proc and f["seq"] == seq:
             tmpl = template_text(f["template"], "any object")

@@ -1,0 +1,51 @@
+"""What ``pkspy view`` imports before its first screen: only what that screen needs.
+
+Start-up is mostly imports, so the modules only some rows or some keys need
+(the explain tables, other formats' parsers, the summary's scanner) load when
+they are first used. Each check runs in a fresh interpreter, where sys.modules
+says what was really imported.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+import pytest
+from conftest import ROOT
+
+from pkspy import formats
+
+SPY_LOG = "fixtures/pkcs11-spy/softhsm2-pkcs11-tool.log"
+DEBUG_LOG = "fixtures/opensc-debug/opensc-tool-d3.log"
+# Never needed to show a trace's first rows.
+LATER = ("decoders.explain", "pkspy.report.summary", "pkspy.fastscan",
+         "pkspy.formats.pkcs11_logger", "pkspy.formats.p11kit", "pkspy.formats.pcscd",
+         "pkspy.formats.pcsc_spy", "pkspy.formats.pcsc_spy_text", "pkspy.formats.hex_apdu")
+
+
+def _imported_after(code: str) -> set[str]:
+    """The modules a fresh interpreter holds after running ``code``."""
+    out = subprocess.run(
+        [sys.executable, "-c", f"{code}\nimport json, sys; print(json.dumps(sorted(sys.modules)))"],
+        cwd=ROOT, capture_output=True, text=True, check=True).stdout
+    return set(json.loads(out.splitlines()[-1]))
+
+
+@pytest.mark.parametrize("fmt", formats.names())
+def test_each_format_loads_the_parser_that_names_it(fmt):
+    assert formats.PARSERS[fmt].format == fmt
+
+
+@pytest.mark.parametrize(("trace", "parser"), [(SPY_LOG, "pkspy.formats.spy"),
+                                               (DEBUG_LOG, "pkspy.formats.opensc_debug")])
+def test_opening_a_trace_for_view_leaves_the_rest_unimported(trace, parser):
+    loaded = _imported_after(
+        "from pkspy.tui.app import ViewerApp\n"
+        "from pkspy.tui.index import open_traces\n"
+        f"traces = open_traces([{trace!r}])\n"
+        "next(iter(traces[0].stream))\n"  # format detected, the first event parsed
+        "assert ViewerApp(traces).traces\n")
+    assert parser in loaded
+    assert not loaded & set(LATER), sorted(loaded & set(LATER))

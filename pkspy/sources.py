@@ -10,6 +10,8 @@ skipped unread into memory, so a file with no newline cannot eat it.
 
 from __future__ import annotations
 
+import itertools
+import operator
 import os
 import stat
 import time
@@ -100,10 +102,66 @@ def raw_lines(stream: BinaryIO) -> Iterator[tuple[bytes, int]]:
 
 
 def read_lines(stream: BinaryIO, offset: int = 0) -> Iterator[Line]:
-    """Every line of a stream to its end; a last line without newline included."""
-    for raw, size in raw_lines(stream):
-        yield decode(raw), offset
-        offset += size
+    """Every line of a stream to its end; a last line without newline included.
+
+    The lines ``raw_lines`` gives, decoded, read a block at a time: a block of
+    ASCII (most traces) is decoded and split at once. ``read1`` returns what a
+    pipe holds, so a line from a live writer comes as soon as its newline does.
+    """
+    read = getattr(stream, "read1", None) or stream.read
+    pending = b""  # the start of a line whose newline has not come yet
+    skipping = False  # in the rest of a line cut at MAX_LINE, up to its newline
+    while chunk := read(CHUNK):  # CHUNK <= MAX_LINE: a line within a chunk is never cut
+        if skipping:
+            nl = chunk.find(b"\n")
+            if nl < 0:
+                offset += len(chunk)
+                continue
+            offset += nl + 1
+            chunk = chunk[nl + 1:]
+            skipping = False
+        last = chunk.rfind(b"\n")
+        if last < 0:
+            pending += chunk
+        else:
+            start = 0
+            if pending:  # the line that began in an earlier chunk
+                first = chunk.find(b"\n")
+                line = pending + chunk[:first]
+                yield (_cut(line) if len(line) > MAX_LINE else decode(line)), offset
+                offset += len(line) + 1
+                start = first + 1
+            if start <= last:
+                block = chunk[start:last]
+                yield from _block_lines(block, offset)
+                offset += len(block) + 1
+            pending = chunk[last + 1:]
+        if len(pending) > MAX_LINE:  # no newline yet: cut here, the rest skipped unread
+            yield _cut(pending), offset
+            offset += len(pending)
+            pending, skipping = b"", True
+    if pending:
+        yield decode(pending), offset
+
+
+def _cut(raw: bytes) -> str:
+    """A line longer than MAX_LINE (without its newline), cut and marked as ``raw_lines`` does."""
+    return (raw[:MAX_LINE] + CUT_MARK.encode()).decode("utf-8", "backslashreplace")
+
+
+def _block_lines(block: bytes, offset: int) -> Iterator[Line]:
+    """The lines of block (lines joined by newlines, the last one's left off) as
+    ``decode`` gives them, each with its offset; the loop over lines runs in C."""
+    if block.isascii():
+        lines = block.decode("ascii").split("\n")
+        texts = [t[:-1] if t[-1:] == "\r" else t for t in lines] if b"\r" in block else lines
+    else:
+        raws = block.split(b"\n")
+        lines, texts = raws, [decode(raw) for raw in raws]
+    # offset of line i: offset + the sizes of the lines before it + i newlines
+    starts = map(operator.add, itertools.accumulate(map(len, lines), initial=offset),
+                 itertools.count())
+    return zip(texts, starts, strict=False)  # starts runs on past the last line
 
 
 def follow_lines(path: str, start: int = 0, poll: float = 0.05,

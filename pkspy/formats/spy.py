@@ -152,6 +152,16 @@ class SpyParser:
 
     def feed(self, text: str, lineno: int, offset: int) -> list[Event]:
         out: list[Event] = []
+        if (self._cut is None and "pMechanism->" not in text
+                and not text.startswith("[in] type = ")
+                and (self._rec is None or text.find("Returned:  ") <= 0)):
+            # The usual line: one part (nothing for _unglue to split), no cut line to
+            # join, no other thread's result inside it.
+            try:
+                self._line(text, lineno, offset, out, text)
+            except (ValueError, IndexError, KeyError, AttributeError, TypeError) as e:
+                self._failed(e, text, lineno, offset, 0, out)
+            return out
         parts = _unglue(text)
         if self._cut is not None:
             cut, self._cut = self._cut, None
@@ -177,15 +187,19 @@ class SpyParser:
                 # raw keeps source lines as they are: a line split in parts is kept once
                 self._line(part, lineno, offset, out, text if n == 0 else None)
             except (ValueError, IndexError, KeyError, AttributeError, TypeError) as e:
-                # A shape this parser gets wrong must not stop the read: show the line,
-                # once: as a problem of the record that took it, or on its own.
-                why = f"parser error: {type(e).__name__}: {e}"
-                if self._rec is not None and self._rec.call.end_line == lineno:
-                    self._rec.call.problems.append(f"line {lineno}: {why}")
-                elif n == 0:
-                    out.append(Unparsed(line=lineno, end_line=lineno, offset=offset,
-                                        raw=[text], process=max(self.process, 0), reason=why))
+                self._failed(e, text, lineno, offset, n, out)
         return out
+
+    def _failed(self, e: Exception, text: str, lineno: int, offset: int, n: int,
+                out: list[Event]) -> None:
+        """A shape this parser gets wrong must not stop the read: show the line,
+        once: as a problem of the record that took it, or on its own."""
+        why = f"parser error: {type(e).__name__}: {e}"
+        if self._rec is not None and self._rec.call.end_line == lineno:
+            self._rec.call.problems.append(f"line {lineno}: {why}")
+        elif n == 0:
+            out.append(Unparsed(line=lineno, end_line=lineno, offset=offset,
+                                raw=[text], process=max(self.process, 0), reason=why))
 
     def close(self) -> list[Event]:
         out: list[Event] = []
@@ -198,24 +212,30 @@ class SpyParser:
 
     def _line(self, text: str, lineno: int, offset: int, out: list[Event],
               raw: str | None) -> None:
-        raw_lines = [raw] if raw is not None else []
-        if BANNER.match(text):
+        # What a line can be is told by its first character: a banner starts with "*",
+        # a call header with a digit (\d: any Unicode decimal digit, as isdecimal),
+        # "Returned:" with "R"; the regexes run only where they can match.
+        c = text[:1]
+        if c == "*" and BANNER.match(text):
             self._end_record(out, "a new process started before this call returned")
             self._flush_start(out)
             self.process += 1
             self._unresolved = 0
             self._classes = {}
             self._start = ProcessStart(line=lineno, end_line=lineno, offset=offset,
-                                       raw=raw_lines, process=self.process)
+                                       raw=[raw] if raw is not None else [],
+                                       process=self.process)
             return
-        m = HEADER.match(text)
+        digit = c.isdecimal()
+        m = HEADER.match(text) if digit else None
         if m:
             interrupted = self._rec.call if self._rec is not None else None
             self._end_record(out, f"call {m.group(1)} {m.group(2)} began before it returned")
             self._flush_start(out)
             if self.process < 0:
                 self.process = 0
-            call = Pkcs11Call(line=lineno, end_line=lineno, offset=offset, raw=raw_lines,
+            call = Pkcs11Call(line=lineno, end_line=lineno, offset=offset,
+                              raw=[raw] if raw is not None else [],
                               process=self.process, function=m.group(2), seq=int(m.group(1)))
             if interrupted is not None:
                 # Its lines may be the other thread's, and its result too.
@@ -227,25 +247,26 @@ class SpyParser:
             self._rec = _Record(call)
             return
         if self._start is not None:
-            if self._banner_line(text, lineno, raw_lines):
+            if self._banner_line(text, lineno, [raw] if raw is not None else []):
                 return
             self._flush_start(out)
         rec = self._rec
         if rec is None:
             if not text.strip():
                 return  # blank separators between records
-            if RETURNED.match(text):
-                self._orphan(text, lineno, offset, out, raw=raw_lines)
+            if c == "R" and RETURNED.match(text):
+                self._orphan(text, lineno, offset, out, raw=[raw] if raw is not None else [])
                 return
-            if raw_lines:  # else a later part of a glued line, shown whole with the first
-                out.append(Unparsed(line=lineno, end_line=lineno, offset=offset, raw=raw_lines,
+            if raw is not None:  # else a later part of a glued line, shown whole with the first
+                out.append(Unparsed(line=lineno, end_line=lineno, offset=offset, raw=[raw],
                                     process=max(self.process, 0),
                                     reason="outside any spy record"))
             return
         call = rec.call
-        call.raw += raw_lines
+        if raw is not None:
+            call.raw.append(raw)
         call.end_line = lineno
-        m = RETURNED.match(text)
+        m = RETURNED.match(text) if c == "R" else None
         if m:
             self._set_rv(call, m)
             if self._unresolved:
@@ -253,7 +274,7 @@ class SpyParser:
                                         "yet: this result may be one of theirs")
             self._finish(out)
             return
-        if len(call.raw) == 2:
+        if len(call.raw) == 2 and (digit or c == "P"):
             m = STAMP.match(text)
             if m:
                 if m.group(1):
@@ -330,42 +351,45 @@ class SpyParser:
             if self._print_line(rec, text, idx):
                 return True
             rec.printing = False  # damaged: read the line afresh
-        if text.startswith("["):
+        c = text[:1]
+        if c == "[":
             rec.target = None
             return self._bracket(rec, text, idx)
-        m = DUMP_ROW.match(text)
-        if m and rec.target is not None:
-            target = rec.target
-            if "*" in m.group(2) or isinstance(target.value, Redacted):
-                # read from a redacted copy: the length is all there is
-                length = target.length if target.length is not None and target.length >= 0 else 0
-                target.value = Redacted("secret (already redacted)", length)
-            else:
-                target.value = (target.value or b"") + _hexbytes(m.group(2))
-            _extend(target, idx)
-            return True
-        m = ATTR.match(text)
-        if m:
-            return self._attribute(rec, m, idx)
-        m = DN.match(text)
-        if m and isinstance(rec.target, Attribute):
-            rec.target.note = m.group(1)
-            _extend(rec.target, idx)
-            return True
+        if c == " ":  # dump rows, attributes and DN notes start with four spaces
+            m = DUMP_ROW.match(text)
+            if m and rec.target is not None:
+                target = rec.target
+                if "*" in m.group(2) or isinstance(target.value, Redacted):
+                    # read from a redacted copy: the length is all there is
+                    length = (target.length if target.length is not None and target.length >= 0
+                              else 0)
+                    target.value = Redacted("secret (already redacted)", length)
+                else:
+                    target.value = (target.value or b"") + _hexbytes(m.group(2))
+                _extend(target, idx)
+                return True
+            m = ATTR.match(text)
+            if m:
+                return self._attribute(rec, m, idx)
+            m = DN.match(text)
+            if m and isinstance(rec.target, Attribute):
+                rec.target.note = m.group(1)
+                _extend(rec.target, idx)
+                return True
         cur = call.args[-1] if call.args else None
         if cur is not None and cur.kind == "info":
             return self._info_line(call, cur, text, idx)
-        for pattern, handler in self._LIST_LINES:
+        for pattern, handler in _LIST_BY_FIRST.get(c, _LIST_ANY):
             m = pattern.match(text)
             if m:
                 handler(self, call, m, idx)
                 return True
         if not text.strip():
             return True  # the spy's trailing "    " after a 32-byte label chunk
-        m = BARE_BUF.match(text)
+        m = BARE_BUF.match(text) if c == "\t" or c == "p" else None
         if m:
             return self._bracket(rec, f"[in] {m.group(1)} {m.group(2)} / {m.group(3)}", idx)
-        m = BARE_ASSIGN.match(text)
+        m = BARE_ASSIGN.match(text) if "=" in text else None
         if m and ("->" in m.group(1) or m.group(1) in ("pApplication", "Notify")):
             _add_assign(call, None, m.group(1), m.group(2), idx)
             return True
@@ -373,10 +397,12 @@ class SpyParser:
 
     def _bracket(self, rec: _Record, text: str, idx: int) -> bool:
         call = rec.call
-        if text.rstrip() == "[compat]":
+        # Each shape is tried only if the line holds its fixed text: most lines are
+        # plain "[in] name = value" and would fail five regexes first.
+        if text.startswith("[compat]") and text.rstrip() == "[compat]":
             call.args.append(Arg(name="compat", value=True, kind="text", span=(idx, idx)))
             return True
-        m = BUF_HEAD.match(text)
+        m = BUF_HEAD.match(text) if " / " in text else None
         if m:
             d, name, _ptr, length = m.groups()
             arg = Arg(name=_base(name), direction=d, kind="buffer", length=int(length),
@@ -386,25 +412,26 @@ class SpyParser:
             _attach(call, arg)
             rec.target = arg
             return True
-        m = BUF_NULL.match(text)
+        m = BUF_NULL.match(text) if "NULL [size : 0x" in text else None
         if m:
             d, name, _hex, length = m.groups()
             _attach(call, Arg(name=_base(name), direction=d, kind="buffer", length=int(length),
                               span=(idx, idx)))
             return True
-        m = BUF_EMPTY.match(text)
+        m = BUF_EMPTY.match(text) if "EMPTY" in text else None
         if m:
             _attach(call, Arg(name=_base(m.group(2)), direction=m.group(1), kind="buffer",
                               length=-1, span=(idx, idx)))
             return True
-        m = ARRAY.match(text)
+        colon = ":" in text
+        m = ARRAY.match(text) if colon and "]:" in text else None
         if m:
             d, name, count = m.groups()
             kind = "mechanisms" if name == "pMechanismList" else "template"
             call.args.append(Arg(name=name, direction=d, kind=kind, length=int(count), value=[],
                                  span=(idx, idx)))
             return True
-        m = BLOCK.match(text)
+        m = BLOCK.match(text) if colon else None
         if m:
             d, name = m.groups()
             name = name.strip()
@@ -580,10 +607,18 @@ class SpyParser:
         if call.args:
             _extend(call.args[-1], idx)
 
+    # Each with the first character its lines start with (None: any).
     _LIST_LINES = (
-        (SLOT, _slot), (COUNT, _count), (MATCH, _match), (INTERFACE, _interface),
-        (INIT_FLAGS, _init_flags), (INIT_FLAG_WORD, _init_flag_word), (MECH_ITEM, _mech_item),
+        (SLOT, _slot, "S"), (COUNT, _count, "C"), (MATCH, _match, "O"),
+        (INTERFACE, _interface, "I"), (INIT_FLAGS, _init_flags, " "),
+        (INIT_FLAG_WORD, _init_flag_word, " "), (MECH_ITEM, _mech_item, None),
     )
+
+
+# The list-line shapes a line may have, in _LIST_LINES order, by its first character.
+_LIST_ANY = tuple((p, h) for p, h, first in SpyParser._LIST_LINES if first is None)
+_LIST_BY_FIRST = {c: tuple((p, h) for p, h, first in SpyParser._LIST_LINES if first in (c, None))
+                  for _, _, c in SpyParser._LIST_LINES if c is not None}
 
 
 # -- helpers -----------------------------------------------------------------

@@ -45,6 +45,7 @@ from pkspy.analysis import Analysis, Listed
 from pkspy.formats.opensc_debug import OpenscDebugParser
 from pkspy.formats.spy import BANNER, SpyParser
 from pkspy.model import Event
+from pkspy.record_memo import MemoReader
 from pkspy.redact import Redactor
 from pkspy.sources import decode, read_lines
 
@@ -126,11 +127,16 @@ def read_chunk(path: str, chunk: Chunk, seed: list[bytes], last: bool,
         parser.process = chunk.process
     redact = _LearningRedactor(seed)
     analysis = Analysis(format=fmt)
-    lineno = chunk.first_line - 1
-    for text, offset in _lines(path, chunk.start, chunk.end):
-        lineno += 1
-        for event in parser.feed(text, lineno, offset):
-            analysis.add(redact(event))
+    if debug:
+        lineno = chunk.first_line - 1
+        for text, offset in _lines(path, chunk.start, chunk.end):
+            lineno += 1
+            for event in parser.feed(text, lineno, offset):
+                analysis.add(redact(event))
+    else:  # records read before are copied, not parsed again
+        with open(path, "rb") as f:
+            reader = MemoReader(parser, redact, analysis.add)
+            lineno = reader.read(f, chunk.start, chunk.end, chunk.first_line) - 1
     partial = Partial(analysis, list(seed), redact.learned, None)
     if debug:
         partial.pids = [pid for pid in parser._processes if not isinstance(pid, tuple)]

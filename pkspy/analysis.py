@@ -11,6 +11,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field, fields
 from datetime import datetime
+from typing import ClassVar
 
 from decoders import iso7816, opensc, pcsc, pkcs11
 from pkspy.model import (
@@ -132,9 +133,12 @@ def _seconds(time: str | None) -> float | None:
         return None
 
 
+_TIMED_KEYS = {p: (f"{p}total_ms", f"{p}max_ms") for p in ("", "bound_")}
+
+
 def _timed(stat: dict, ms: float, prefix: str = "") -> None:
     """Adds one duration to a statistic's total and max (``prefix``: "bound_" for bounds)."""
-    total, most = f"{prefix}total_ms", f"{prefix}max_ms"
+    total, most = _TIMED_KEYS[prefix]
     stat[total] = round(stat.get(total, 0.0) + ms, 3)
     stat[most] = max(stat.get(most, 0.0), round(ms, 3))
 
@@ -206,6 +210,8 @@ class Analysis:
     pcsc_stats: dict[str, dict] = field(default_factory=dict)  # per PC/SC function
     # per process: the last spy call (function, start in seconds) still waiting for its bound
     _unbounded: dict[int | None, tuple[str, float]] = field(default_factory=dict, repr=False)
+    # the last stamp read as seconds: a cache, not a part of the analysis (not a field)
+    _last_time: ClassVar[tuple[str | None, float | None]] = (None, None)
     # Objects past the first LISTED are not kept, nor are their keys (to count them
     # would take memory that grows with the trace): only that there were some.
     objects_unlisted: bool = False
@@ -229,7 +235,10 @@ class Analysis:
             self._debug(event)
 
     def _damage(self, event: Event) -> None:
-        kinds = ["unparsed"] if isinstance(event, Unparsed) else []
+        unparsed = isinstance(event, Unparsed)
+        if not (unparsed or getattr(event, "incomplete", False) or getattr(event, "torn", None)):
+            return  # most events: looked at once, cheaply
+        kinds = ["unparsed"] if unparsed else []
         if getattr(event, "incomplete", False):
             kinds.append("incomplete")
         if getattr(event, "torn", None):
@@ -349,25 +358,26 @@ class Analysis:
             self.orphan_results += 1
         elif call.torn:
             self.torn_records += 1
-        self.problems += len(call.problems)
-        self.unparsed_lines += sum(p.startswith("line ") for p in call.problems)
+        if call.problems:
+            self.problems += len(call.problems)
+            self.unparsed_lines += sum(p.startswith("line ") for p in call.problems)
         self._time(call)
-        if call.function is None:
+        function = call.function
+        if function is None:
             return
         self.calls += 1
-        self.calls_by_function[call.function] += 1
+        self.calls_by_function[function] += 1
         self._duration(call)
-        if call.rv is not None and call.rv != 0:
-            self.failed_by_function[call.function] += 1
+        if call.rv:
+            self.failed_by_function[function] += 1
             failed = {"process": call.process, "seq": call.seq, "line": call.line,
-                      "function": call.function, "rv": call.rv, "name": pkcs11.ckr_name(call.rv)}
+                      "function": function, "rv": call.rv, "name": pkcs11.ckr_name(call.rv)}
             if call.torn:
                 failed["uncertain"] = call.torn
             self.failed_calls.append(failed)
-        step = getattr(self, "_" + call.function, None)
-        if step is not None:
-            step(call, call.process or 0)
-        if call.function in OPERATION_STARTS or call.function in OPERATION_STEPS:
+        if function in _STEPS:
+            getattr(self, "_" + function)(call, call.process or 0)
+        if function in OPERATION_STARTS or function in OPERATION_STEPS:
             self._operation(call, call.process or 0)
 
     def _operation(self, call: Pkcs11Call, proc: int) -> None:
@@ -404,7 +414,11 @@ class Analysis:
         if measured is not None:
             _timed(self.call_times.setdefault(call.function, {}), measured * 1000)
             return
-        start = _seconds(call.time)
+        if call.time == self._last_time[0]:  # calls a millisecond apart share a stamp
+            start = self._last_time[1]
+        else:
+            start = _seconds(call.time)
+            self._last_time = (call.time, start)
         before = self._unbounded.pop(call.process, None)
         if before is not None and start is not None and start >= before[1]:
             ms = (start - before[1]) * 1000 + SPY_TRUNCATION_MS
@@ -611,3 +625,7 @@ class Analysis:
             if isinstance(getattr(self, f.name), Listed)}
         counts["objects"] = None if self.objects_unlisted else 0
         return {name: n for name, n in sorted(counts.items()) if n != 0}
+
+
+# The functions with a step of their own above (C_Login: Analysis._C_Login).
+_STEPS = frozenset(name[1:] for name in vars(Analysis) if name.startswith("_C_"))

@@ -27,16 +27,22 @@ from collections import Counter
 
 from decoders import iso7816, pkcs11
 from pkspy.formats._colour import uncoloured
+from pkspy.formats._constructor import positional_constructor
 from pkspy.formats._masked import from_pairs, redacted
 from pkspy.model import ApduExchange, DebugLine, Event, Unparsed
 
-HEADER = re.compile(
-    r"^(?:P:(?P<pid>\d+); T:(?:0x)?(?P<tid>\d+) |0x(?P<hextid>[0-9a-fA-F]+) )?"
-    r"(?:(?P<date>\d{4}-\d\d-\d\d) )?(?P<time>\d\d:\d\d:\d\d\.\d{3}) "
-    r"\[(?P<app>[^\]]*)\] ?(?P<rest>.*)$")
-# The file has no colon but a Windows drive's; the message may have many.
-FRAME = re.compile(
-    r"^(?P<file>(?:[A-Za-z]:[\\/])?[^:]+):(?P<line>\d+):(?P<func>[A-Za-z_]\w*): ?(?P<msg>.*)$")
+# A header and its frame in one match, the parser's hot path; a message with no frame
+# (sc_do_log_noframe) is the rest. The file has no colon but a Windows drive's (the
+# message may have many) and, as the message, no newline.
+_LINE = (r"^(?:P:(?P<pid>\d+); T:(?:0x)?(?P<tid>\d+) |0x(?P<hextid>[0-9a-fA-F]+) )?"
+         r"(?:(?P<date>\d{4}-\d\d-\d\d) )?(?P<time>\d\d:\d\d:\d\d\.\d{3}) "
+         r"\[(?P<app>[^\]]*)\] ?"
+         r"(?:(?P<file>(?:[A-Za-z]:[\\/])?[^:\n]+):(?P<line>\d+):(?P<func>[A-Za-z_]\w*): ?"
+         r"(?P<msg>.*)$|(?P<rest>.*)$)")
+LINE = re.compile(_LINE)
+# Most lines are ASCII only: there \d and \w match the same with re.ASCII, and faster.
+# (Not so \s, which matches \x1c-\x1f only without re.ASCII: keep it out of _LINE.)
+ASCII_LINE = re.compile(_LINE, re.ASCII)
 RETURNING = re.compile(r"^returning with: (-?\d+)(?: \((.*)\))?\s*$")
 # "'SELECT' error: -1201 (File not found)", "SW Check failed: -1201 (...)"
 CHECK = re.compile(r"^(.*?): (-1[1-9]\d\d) \((.*)\)\s*$")
@@ -51,12 +57,19 @@ PCSC_RESULT = re.compile(r"^(?:(?P<reader>.*):)?(?P<desc>SCard\w+(?:\([^)]*\))?[
 CARD_ATR = re.compile(r"^ATR\s+: ([0-9a-fA-F]{2}(?::[0-9a-fA-F]{2})*)\s*$")
 APDU_SUMMARY = re.compile(r"^CLA:([0-9A-F]+), INS:([0-9A-F]+), P1:([0-9A-F]+), P2:([0-9A-F]+)")
 # Level-3 lines that print a PIN in clear (pkcs11-session.c, framework-pkcs15.c).
+# Each with text it cannot match without, looked for before the pattern runs.
 PIN_LINES = [
-    (re.compile(r"^C_InitPIN\(\) called, pin '(.*)'"), "PIN"),
-    (re.compile(r"pkcs11_get_pin_callback\(\) secret '(.*)'"), "SO PIN"),
+    ("C_InitPIN() called, pin '", re.compile(r"^C_InitPIN\(\) called, pin '(.*)'"), "PIN"),
+    ("pkcs11_get_pin_callback() secret '",
+     re.compile(r"pkcs11_get_pin_callback\(\) secret '(.*)'"), "SO PIN"),
 ]
 
 SECONDS_PER_DAY = 86400.0
+
+# DebugLine(line=..., ...) of a header line, in half the time (one per message).
+_debug_line = positional_constructor(DebugLine, (
+    "line", "end_line", "offset", "raw", "pid", "tid", "module", "time", "process", "file",
+    "src_line", "function", "message"))
 
 
 def _seconds(clock: str) -> float:
@@ -64,17 +77,17 @@ def _seconds(clock: str) -> float:
     return int(h) * 3600 + int(m) * 60 + float(s)
 
 
-class _Message:
-    """A message being assembled: its header line and what follows it."""
+class _Dump:
+    """A hex dump being read (only messages with one need it): its label, how many
+    bytes are still to come, the bytes as printed and the raw lines they came on."""
 
-    __slots__ = ("dump_label", "dump_left", "dump_rows", "event", "pairs")
+    __slots__ = ("label", "left", "pairs", "rows")
 
-    def __init__(self, event: DebugLine) -> None:
-        self.event = event
-        self.pairs: list[str] = []  # the dump's bytes as printed
-        self.dump_label: str | None = None
-        self.dump_left = 0
-        self.dump_rows: tuple[int, int] | None = None
+    def __init__(self, label: str, left: int) -> None:
+        self.label = label
+        self.left = left
+        self.pairs: list[str] = []
+        self.rows: tuple[int, int] | None = None
 
 
 class _Frame:
@@ -90,7 +103,8 @@ class _Frame:
 class _Thread:
     """Per-thread state: the call stack, and the APDU sent and not yet answered."""
 
-    __slots__ = ("clock", "header", "last_error", "on_stack", "outgoing", "reader", "stack")
+    __slots__ = ("clock", "header", "last_clock", "last_error", "on_stack", "outgoing", "reader",
+                 "stack")
 
     def __init__(self) -> None:
         self.stack: list[_Frame] = []
@@ -102,6 +116,7 @@ class _Thread:
         self.header: str | None = None  # the latest "CLA:.., INS:.." line
         self.reader: str | None = None
         self.clock = 0.0  # seconds since the first message, with midnight rollovers
+        self.last_clock: float | None = None  # the last time it printed, None before any
 
     def push(self, frame: _Frame) -> None:
         self.stack.append(frame)
@@ -121,19 +136,23 @@ class OpenscDebugParser:
     format = "opensc-debug"
 
     def __init__(self) -> None:
-        self._msg: _Message | None = None
+        self._msg: DebugLine | None = None  # the message being assembled
+        self._dump: _Dump | None = None  # and its hex dump, if it has one
         self._threads: dict[tuple[int | None, str | None], _Thread] = {}
         self._processes: dict[int | None, int] = {}  # pid -> process index
-        self._last_clock: dict[tuple[int | None, str | None], float] = {}
+        # The last time of day read and its seconds: a run of messages shares one.
+        self._clock_text = ""
+        self._clock_seconds = 0.0
 
     # -- driving -------------------------------------------------------
 
     def feed(self, text: str, lineno: int, offset: int) -> list[Event]:
         out: list[Event] = []
         clean = uncoloured(text)
-        m = HEADER.match(clean)
+        m = (ASCII_LINE if clean.isascii() else LINE).match(clean)
         if m:
-            self._flush(out)
+            if self._msg is not None:
+                self._flush(out)
             self._start(m, text, lineno, offset)
         elif self._msg is not None:
             self._more(clean, text, lineno)
@@ -156,49 +175,43 @@ class OpenscDebugParser:
     # -- a header line -------------------------------------------------
 
     def _start(self, m: re.Match[str], text: str, lineno: int, offset: int) -> None:
-        pid = int(m["pid"]) if m["pid"] else None
-        tid = m["tid"] or m["hextid"]
-        rest = m["rest"]
-        frame = FRAME.match(rest)
-        event = DebugLine(line=lineno, end_line=lineno, offset=offset, raw=[text], pid=pid,
-                          tid=tid, module=m["app"],
-                          time=f"{m['date']} {m['time']}" if m["date"] else m["time"],
-                          process=self._processes.setdefault(pid, len(self._processes)))
-        if frame:
-            event.file = frame["file"]
-            event.src_line = int(frame["line"])
-            event.function = frame["func"]
-            event.message = frame["msg"]
-        else:
-            event.message = rest
-        self._msg = _Message(event)
-        d = NULL_LABEL_DUMP.match(event.message)
-        if d:  # sc_log_hex with no label: the length is on the header line
-            self._msg.dump_label, self._msg.dump_left = "", int(d.group(1))
+        pid, tid, hextid, date, clock, app, file, src_line, func, msg, rest = m.groups()
+        pid = int(pid) if pid else None
+        processes = self._processes
+        process = processes.get(pid)
+        if process is None:
+            process = processes[pid] = len(processes)
+        event = _debug_line(lineno, lineno, offset, [text], pid, tid or hextid, app,
+                            f"{date} {clock}" if date else clock, process, file,
+                            None if file is None else int(src_line), func,
+                            rest if file is None else msg)  # no frame: sc_do_log_noframe
+        self._msg = event
+        self._dump = None
+        # sc_log_hex with no label: the length is on the header line
+        if " byte" in event.message and (d := NULL_LABEL_DUMP.match(event.message)):
+            self._dump = _Dump("", int(d.group(1)))
             event.data, event.what = b"", "dump"
 
     def _more(self, clean: str, text: str, lineno: int) -> None:
-        msg = self._msg
-        assert msg is not None
-        event = msg.event
+        event, dump = self._msg, self._dump
+        assert event is not None
         event.raw.append(text)
         event.end_line = lineno
         idx = len(event.raw) - 1
-        if msg.dump_left > 0:
-            pairs = HEX_PAIRS.findall(clean[: 3 * min(msg.dump_left, 16)])
-            take = pairs[: min(msg.dump_left, 16)]
-            msg.pairs += take
-            msg.dump_left -= len(take)
-            first = msg.dump_rows[0] if msg.dump_rows else idx
-            msg.dump_rows = (first, idx)
+        if dump is not None and dump.left > 0:
+            pairs = HEX_PAIRS.findall(clean[: 3 * min(dump.left, 16)])
+            take = pairs[: min(dump.left, 16)]
+            dump.pairs += take
+            dump.left -= len(take)
+            first = dump.rows[0] if dump.rows else idx
+            dump.rows = (first, idx)
             if not take:
-                msg.dump_left = 0  # not a row: the dump was cut short
+                dump.left = 0  # not a row: the dump was cut short
             return
-        if msg.dump_label is None and event.data is None and not event.message.strip():
+        if dump is None and not event.message.strip():
             d = DUMP_LABEL.match(clean) or OLD_DUMP_LABEL.match(clean)
             if d:
-                msg.dump_label = d.group(1)
-                msg.dump_left = int(d.group(2))
+                self._dump = _Dump(d.group(1), int(d.group(2)))
                 event.data = b""
                 event.what = "dump"
                 return
@@ -209,27 +222,31 @@ class OpenscDebugParser:
     # -- a complete message ----------------------------------------------
 
     def _flush(self, out: list[Event]) -> None:
-        msg, self._msg = self._msg, None
-        if msg is None:
+        event, dump = self._msg, self._dump
+        if event is None:
             return
-        event = msg.event
-        if event.data is not None:
-            event.data = from_pairs(msg.pairs)
+        self._msg = self._dump = None
+        if dump is not None:
+            event.data = from_pairs(dump.pairs)
         key = (event.pid, event.tid)
-        thread = self._threads.setdefault(key, _Thread())
-        now = self._clock(key, event.time)
+        thread = self._threads.get(key)
+        if thread is None:
+            thread = self._threads[key] = _Thread()
+        now = self._clock(thread, event.time)
         thread.clock = now
         event.depth = len(thread.stack)
         text = event.message.strip()
-        if msg.dump_label is not None and msg.dump_label.endswith("APDU"):
-            self._apdu(thread, msg, now, out)
+        if dump is not None and dump.label.endswith("APDU"):
+            self._apdu(thread, event, dump, now, out)
             return
         if text == "called" and event.function:
             thread.push(_Frame(event.function, now, event.line))
             event.what = "called"
-        elif (r := RETURNING.match(text)) and event.function:
+        # Each pattern only where the text holds what it cannot match without.
+        elif (text.startswith("returning with: ") and (r := RETURNING.match(text))
+              and event.function):
             self._returned(thread, event, int(r.group(1)), now)
-        elif p := PCSC_RESULT.match(text):
+        elif "SCard" in text and (p := PCSC_RESULT.match(text)):
             event.what = "pcsc"
             event.rv = int(p["rv"], 16)
             if p["reader"]:
@@ -239,22 +256,21 @@ class OpenscDebugParser:
                                                            "SCardConnect(EXCLUSIVE",
                                                            "SCardReconnect")):
                     thread.reader = p["reader"]
-        elif p := PKCS11_RESULT.match(text):
+        elif text.startswith("C_") and (p := PKCS11_RESULT.match(text)):
             event.what = "pkcs11"
             event.rv = pkcs11.value(p.group(2))
-        elif c := CHECK.match(text):
+        elif ": -1" in text and (c := CHECK.match(text)):
             event.error = int(c.group(2))
             event.origin = event.error != thread.last_error
             thread.last_error = event.error
             if thread.stack:  # the callers learn it when this frame returns (pop)
                 thread.stack[-1].errors.add(event.error)
-        elif APDU_SUMMARY.match(text):
+        elif text.startswith("CLA:") and APDU_SUMMARY.match(text):
             thread.header = text
-        elif a := CARD_ATR.match(text):
+        elif text.startswith("ATR") and (a := CARD_ATR.match(text)):
             event.atr = a.group(1).replace(":", "").upper()
-        for pattern, what in PIN_LINES:
-            s = pattern.search(event.message)
-            if s:
+        for needle, pattern, what in PIN_LINES:
+            if needle in event.message and (s := pattern.search(event.message)):
                 event.secret, event.secret_text = what, s.group(1)
         if text.startswith("Using reader with a card: "):
             thread.reader = event.reader = text.split(": ", 1)[1]
@@ -278,19 +294,19 @@ class OpenscDebugParser:
             if thread.stack:
                 thread.stack[-1].errors.add(code)
 
-    def _apdu(self, thread: _Thread, msg: _Message, now: float, out: list[Event]) -> None:
-        event = msg.event
+    def _apdu(self, thread: _Thread, event: DebugLine, dump: _Dump, now: float,
+              out: list[Event]) -> None:
         data = event.data or b""
         common = dict(line=event.line, end_line=event.end_line, offset=event.offset,
                       raw=event.raw, pid=event.pid, tid=event.tid, time=event.time,
                       process=event.process)
-        if msg.dump_label.startswith("Outgoing"):
+        if dump.label.startswith("Outgoing"):
             if thread.outgoing is not None:  # sent before, never answered
                 thread.outgoing.incomplete = True
                 thread.outgoing.duration = None  # it held the start time
                 out.append(thread.outgoing)
             apdu = ApduExchange(command=data, header=thread.header, reader=thread.reader,
-                                command_span=msg.dump_rows, **common)
+                                command_span=dump.rows, **common)
             apdu.command_data = redacted(data)
             apdu.secret = None if apdu.command_data else iso7816.pin_apdu(data)
             apdu.duration = now  # the start; becomes the duration on the response
@@ -313,14 +329,18 @@ class OpenscDebugParser:
             apdu.sw = int.from_bytes(data[-2:], "big")
         out.append(apdu)
 
-    def _clock(self, key, clock: str | None) -> float:
+    def _clock(self, thread: _Thread, clock: str | None) -> float:
         """Seconds on a running clock per thread; a time earlier than the last is a new day."""
         if clock is None:
-            return self._last_clock.get(key, 0.0)
-        t = _seconds(clock.split(" ")[-1])
-        last = self._last_clock.get(key)
+            return thread.last_clock if thread.last_clock is not None else 0.0
+        if clock == self._clock_text:
+            t = self._clock_seconds
+        else:
+            t = self._clock_seconds = _seconds(clock.split(" ")[-1])
+            self._clock_text = clock
+        last = thread.last_clock
         if last is not None:
             while t < last - 1.0:  # past midnight (OpenSC prints no date on Unix)
                 t += SECONDS_PER_DAY
-        self._last_clock[key] = t
+        thread.last_clock = t
         return t

@@ -25,8 +25,11 @@ What crosses a cut is checked, not assumed:
 * OpenSC commands never answered are emitted at the end of the file: each
   worker hands them over, and they are counted after the last chunk.
 
-Anything else (another format, a small file, a pipe, processes side by side,
-a merge that is not exact) takes the sequential path, ``summary.summarize``.
+A spy chunk is read by ``record_memo``: a record whose text was read before is
+copied, not parsed again. A spy log too small to cut, or with one run, is read
+whole that way in this process. Anything else (another format, a pipe, OpenSC
+processes side by side, a merge that is not exact) takes the sequential path,
+``summary.summarize``.
 """
 
 from __future__ import annotations
@@ -35,6 +38,7 @@ import itertools
 import multiprocessing
 import os
 import re
+import stat
 from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
@@ -351,6 +355,13 @@ def merge_into(total: Analysis, part: Analysis) -> None:
                     mine[key] = value
 
 
+def _whole(path: str, size: int, fmt: str) -> dict | None:
+    """A spy log that is not cut, read in this process (copying records read before)."""
+    if fmt != FORMAT:
+        return None
+    return read_chunk(path, Chunk(0, size), [], True, fmt).analysis.summary()
+
+
 def summarize(path: str, fmt: str, workers: int | None = None,
               pieces: int | None = None, stats: dict | None = None) -> dict | None:
     """The summary, read on several cores; None when only the sequential path is exact.
@@ -360,17 +371,20 @@ def summarize(path: str, fmt: str, workers: int | None = None,
     if fmt not in (FORMAT, DEBUG_FORMAT) or path == "-":
         return None
     try:
-        size = os.stat(path).st_size
+        st = os.stat(path)
     except OSError:
         return None
+    if not stat.S_ISREG(st.st_mode):
+        return None  # a FIFO is read once, in order
+    size = st.st_size
     workers = workers or os.cpu_count() or 1
     if pieces is None:
         if size < MIN_PARALLEL or workers < 2:
-            return None
+            return _whole(path, size, fmt)
         pieces = workers * CHUNKS_PER_WORKER
     ranges = cut(path, size, pieces, fmt)
     if len(ranges) < 2:
-        return None
+        return _whole(path, size, fmt)
     debug = fmt == DEBUG_FORMAT
     with multiprocessing.get_context().Pool(workers) as pool:
         counts = pool.starmap(count, [(path, a, b, fmt) for a, b in ranges])

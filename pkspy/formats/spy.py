@@ -25,6 +25,7 @@ known; ``pkspy.redact`` replaces them.
 
 from __future__ import annotations
 
+import functools
 import re
 
 from decoders import pkcs11
@@ -44,7 +45,9 @@ HEADER = re.compile(r"^(\d+): (C_\w+|SetOperationState)\s*$")
 STAMP = re.compile(
     r"^(?:P:(\d+); T:(?:0x)?(\d+) )?(\d{1,4}-\d{1,2}-\d{1,2} \d{2}:\d{2}:\d{2}\.\d{3})\s*$"
 )
-RETURNED = re.compile(r"^Returned:\s+(-?\d+)(?: (.*?))?\s*$")
+# A value up to its last non-blank is written ((?:.*\S)?) rather than (.*?)\s*$: the
+# same groups, without trying \s*$ after every character.
+RETURNED = re.compile(r"^Returned:\s+(-?\d+)(?: ((?:.*\S)?))?\s*$")
 
 # [in]/[out] lines, most specific first.
 BUF_HEAD = re.compile(r"^\[(in|out)\] (\S+?)(?: =)? ([0-9a-fA-F]{8,16}) / (-?\d+)\s*$")
@@ -53,16 +56,16 @@ BUF_NULL = re.compile(
 BUF_EMPTY = re.compile(r"^\[(in|out)\] (\S+?)(?: =)? EMPTY\s*$")
 ARRAY = re.compile(r"^\[(in|out)\] (\w+)\[(\d+)\]: ?$")
 BLOCK = re.compile(r"^\[(in|out)\] ([^=]+?): ?$")
-ASSIGN = re.compile(r"^\[(in|out)\] (\S+) = ?(.*?)\s*$")
+ASSIGN = re.compile(r"^\[(in|out)\] (\S+) = ?((?:.*\S)?)\s*$")
 
 DUMP_ROW = re.compile(r"^    ([0-9A-F]{8})  ((?:(?:[0-9A-F]{2}|\*\*) ){0,16})")
-ATTR = re.compile(r"^    (CKA_\? \(0x([0-9a-fA-F]+)\)|CKA_\w+)\s+(.*?)\s*$")
+ATTR = re.compile(r"^    (CKA_\? \(0x([0-9a-fA-F]+)\)|CKA_\w+)\s+((?:.*\S)?)\s*$")
 PTR_LEN = re.compile(r"^([0-9a-fA-F]{8,16}) / (-?\d+)$")
 # Groups of up to 4 bytes in hex; "********" where pkspy redact masked them.
 PRINT_GROUPS = re.compile(r"(?:[0-9A-F]{1,8}|\*{1,8})(?: (?:[0-9A-F]{1,8}|\*{1,8}))*")
 PRINT_HEX = re.compile(r"^    (" + PRINT_GROUPS.pattern + r")\s*$")
 DN = re.compile(r"^    DN: (.*)$")
-INFO = re.compile(r"^ {6}(\w+):\s+(.*?)\s*$")
+INFO = re.compile(r"^ {6}(\w+):\s+((?:.*\S)?)\s*$")
 INFO_MORE = re.compile(r"^ {20,}'(.*)'\s*$")
 FLAG_WORD = re.compile(r"^ {6,}CKF_\w+\s*$")
 MECH_INFO = re.compile(
@@ -230,7 +233,8 @@ class SpyParser:
         m = HEADER.match(text) if digit else None
         if m:
             interrupted = self._rec.call if self._rec is not None else None
-            self._end_record(out, f"call {m.group(1)} {m.group(2)} began before it returned")
+            if interrupted is not None:
+                self._end_record(out, f"call {m.group(1)} {m.group(2)} began before it returned")
             self._flush_start(out)
             if self.process < 0:
                 self.process = 0
@@ -460,7 +464,7 @@ class SpyParser:
             type_ = int(unknown_hex, 16)
             name = pkcs11.name("CKA", type_)
         else:
-            name, type_ = label, pkcs11.value(label)
+            name, type_ = label, _value(label)
         attr = Attribute(name=name, type=type_, span=(idx, idx))
         tmpl.value.append(attr)
         _extend(tmpl, idx)
@@ -536,7 +540,7 @@ class SpyParser:
                 info[key] = int(val, 16)
                 context = INFO_CONTEXT.get(call.function or "")
                 if context and context != "info":
-                    info["flag_names"] = pkcs11.flags(context, int(val, 16))
+                    info["flag_names"] = list(_flag_names(context, int(val, 16)))
             elif key == "state" and HEXNUM.match(val):
                 info[key] = pkcs11.name("CKS", int(val.split(" ", 1)[0], 16))
             else:
@@ -556,7 +560,7 @@ class SpyParser:
         if m:
             mech, lo, hi, fl = m.groups()
             info.update(mechanism=_mech_name(mech), min=int(lo), max=int(hi), flags=int(fl, 16),
-                        flag_names=pkcs11.flags("mechanism", int(fl, 16)))
+                        flag_names=list(_flag_names("mechanism", int(fl, 16))))
             _extend(arg, idx)
             return True
         return False
@@ -623,7 +627,7 @@ _LIST_BY_FIRST = {c: tuple((p, h) for p, h, first in SpyParser._LIST_LINES if fi
 
 # -- helpers -----------------------------------------------------------------
 
-_GLUE = re.compile(r"(?<=\S)(?=\[out\] |Returned:  )")
+_TYPE_GLUE = re.compile(r"(?=\[out\] |Returned:  )")
 
 
 def _unglue(text: str) -> list[str]:
@@ -634,7 +638,7 @@ def _unglue(text: str) -> list[str]:
     parameter printer leaves out newlines in every version.
     """
     if text.startswith("[in] type = ") and ("[out] " in text or "Returned:" in text):
-        return [p for p in re.split(r"(?=\[out\] |Returned:  )", text) if p]
+        return [p for p in _TYPE_GLUE.split(text) if p]
     if "pMechanism->" in text and not DUMP_ROW.match(text):
         # ECMQV parameters (every version) are printed with no newline between
         # them, the last one glued to the next "[in] " line.
@@ -682,7 +686,7 @@ _DEC = re.compile(r"^-?\d+$")
 def _add_assign(call: Pkcs11Call, direction: str | None, name: str, val: str, idx: int) -> None:
     val = val.strip()
     if name.endswith("->type") or name == "pMechanism->type":
-        mech = Mechanism(name=_mech_name(val), type=pkcs11.value(val))
+        mech = Mechanism(name=_mech_name(val), type=_value(val))
         call.args.append(Arg(name=name.split("->")[0], direction=direction, kind="mechanism",
                              value=mech, span=(idx, idx)))
         return
@@ -694,7 +698,7 @@ def _add_assign(call: Pkcs11Call, direction: str | None, name: str, val: str, id
         call.args.append(Arg(name=name, direction=direction, kind="mechanism", value=None,
                              span=(idx, idx)))
         return
-    if _HEX.match(val):
+    if val[:2] == "0x" and _HEX.match(val):
         arg = Arg(name=name, direction=direction, kind="ulong", value=int(val, 16))
     elif val == "(nil)" or name.startswith(("pApplication", "Notify", "pInitArgs", "pReserved")):
         arg = Arg(name=name, direction=direction, kind="pointer", value=val)
@@ -708,6 +712,18 @@ def _add_assign(call: Pkcs11Call, direction: str | None, name: str, val: str, id
     _attach(call, arg)
 
 
+# The decoders' tables do not change once built: the same text is looked up once.
+@functools.lru_cache(maxsize=4096)
+def _value(label: str) -> int | None:
+    return pkcs11.value(label)
+
+
+@functools.lru_cache(maxsize=4096)
+def _flag_names(context: str, number: int) -> tuple[str, ...]:
+    return tuple(pkcs11.flags(context, number))
+
+
+@functools.lru_cache(maxsize=4096)
 def _mech_name(val: str) -> str:
     n = pkcs11.value(val)
     return pkcs11.name("CKM", n) if n is not None else val

@@ -155,6 +155,8 @@ def test_the_parser_looks_for_exactly_these():
         shown = (f'.startswith("{needle}")' if holds is str.startswith else f'"{needle}" in ')
         assert shown in code, needle
     assert "needle in event.message" in code
+    assert """if "'" in event.message:""" in code  # before any PIN line's needle
+    assert all("'" in needle for needle, _, _ in od.PIN_LINES)
 
 
 VALUES = st.one_of(st.none(), st.integers(), st.text(max_size=5), st.lists(st.text(max_size=3)))

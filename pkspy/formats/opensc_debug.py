@@ -232,19 +232,30 @@ class OpenscDebugParser:
         thread = self._threads.get(key)
         if thread is None:
             thread = self._threads[key] = _Thread()
-        now = self._clock(thread, event.time)
-        thread.clock = now
+        # Seconds on a running clock per thread; a time earlier than the last is a new day.
+        clock = event.time
+        if clock == self._clock_text:  # a run of messages shares a time: parsed once
+            now = self._clock_seconds
+        else:
+            now = self._clock_seconds = _seconds(clock.split(" ")[-1])
+            self._clock_text = clock
+        if thread.last_clock is not None:
+            while now < thread.last_clock - 1.0:  # past midnight (no date on Unix)
+                now += SECONDS_PER_DAY
+        thread.last_clock = thread.clock = now
         event.depth = len(thread.stack)
         text = event.message.strip()
         if dump is not None and dump.label.endswith("APDU"):
             self._apdu(thread, event, dump, now, out)
             return
+        # Each pattern only where the text holds what it cannot match without (a first
+        # letter is the quickest look).
+        first = text[:1]
         if text == "called" and event.function:
             thread.push(_Frame(event.function, now, event.line))
             event.what = "called"
-        # Each pattern only where the text holds what it cannot match without.
-        elif (text.startswith("returning with: ") and (r := RETURNING.match(text))
-              and event.function):
+        elif (first == "r" and text.startswith("returning with: ")
+              and (r := RETURNING.match(text)) and event.function):
             self._returned(thread, event, int(r.group(1)), now)
         elif "SCard" in text and (p := PCSC_RESULT.match(text)):
             event.what = "pcsc"
@@ -256,7 +267,7 @@ class OpenscDebugParser:
                                                            "SCardConnect(EXCLUSIVE",
                                                            "SCardReconnect")):
                     thread.reader = p["reader"]
-        elif text.startswith("C_") and (p := PKCS11_RESULT.match(text)):
+        elif first == "C" and text.startswith("C_") and (p := PKCS11_RESULT.match(text)):
             event.what = "pkcs11"
             event.rv = pkcs11.value(p.group(2))
         elif ": -1" in text and (c := CHECK.match(text)):
@@ -265,14 +276,15 @@ class OpenscDebugParser:
             thread.last_error = event.error
             if thread.stack:  # the callers learn it when this frame returns (pop)
                 thread.stack[-1].errors.add(event.error)
-        elif text.startswith("CLA:") and APDU_SUMMARY.match(text):
+        elif first == "C" and text.startswith("CLA:") and APDU_SUMMARY.match(text):
             thread.header = text
-        elif text.startswith("ATR") and (a := CARD_ATR.match(text)):
+        elif first == "A" and text.startswith("ATR") and (a := CARD_ATR.match(text)):
             event.atr = a.group(1).replace(":", "").upper()
-        for needle, pattern, what in PIN_LINES:
-            if needle in event.message and (s := pattern.search(event.message)):
-                event.secret, event.secret_text = what, s.group(1)
-        if text.startswith("Using reader with a card: "):
+        if "'" in event.message:  # each PIN line quotes its PIN
+            for needle, pattern, what in PIN_LINES:
+                if needle in event.message and (s := pattern.search(event.message)):
+                    event.secret, event.secret_text = what, s.group(1)
+        if first == "U" and text.startswith("Using reader with a card: "):
             thread.reader = event.reader = text.split(": ", 1)[1]
         out.append(event)
 
@@ -328,19 +340,3 @@ class OpenscDebugParser:
         if len(data) >= 2:
             apdu.sw = int.from_bytes(data[-2:], "big")
         out.append(apdu)
-
-    def _clock(self, thread: _Thread, clock: str | None) -> float:
-        """Seconds on a running clock per thread; a time earlier than the last is a new day."""
-        if clock is None:
-            return thread.last_clock if thread.last_clock is not None else 0.0
-        if clock == self._clock_text:
-            t = self._clock_seconds
-        else:
-            t = self._clock_seconds = _seconds(clock.split(" ")[-1])
-            self._clock_text = clock
-        last = thread.last_clock
-        if last is not None:
-            while t < last - 1.0:  # past midnight (OpenSC prints no date on Unix)
-                t += SECONDS_PER_DAY
-        thread.last_clock = t
-        return t

@@ -39,7 +39,6 @@ from pkspy.tui.index import (
 from pkspy.tui.widgets import panes
 from pkspy.tui.widgets.timeline import Timeline
 
-FIRST_ROWS = 100  # read before the first screen, in the UI thread
 PROGRESS_WIDTH = 12
 SNAPSHOT_EVERY = 1.0  # seconds between refreshes of the tables while indexing
 TABS = ("timeline", "sessions", "logins", "objects", "apdus", "errors", "stats")
@@ -162,7 +161,8 @@ class ViewerApp(App):
         self.sub_title = "  ".join(t.path for t in self.traces)
         self.query_one("#prompt", Input).display = False
         self.timeline.focus()
-        self.indexer.prime(FIRST_ROWS)
+        # read in the UI thread before the first screen: no more rows than it has lines
+        self.indexer.prime(self.size.height)
         self.timeline.update_rows()
         self._status()
         self._notices()

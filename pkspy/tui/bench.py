@@ -4,7 +4,9 @@
 
 prints the time from start (imports included) to the first screen with rows,
 to the full index, the rows, and the peak resident memory of the process;
-with --first-screen it stops at the first screen (a 1 GB index takes minutes).
+with --first-screen it stops at the first screen (a 1 GB index takes minutes)
+and prints the CPU time the process used until then too (the interpreter's own
+start included): on a loaded machine it varies less than the elapsed time.
 """
 
 from __future__ import annotations
@@ -39,8 +41,10 @@ def main(argv: list[str]) -> int:
                 await asyncio.sleep(0.005)
             first = made + app.timeline.painted_at - app.started
             if first_only:
+                cpu = time.process_time()
                 peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
                 print(f"first screen  {first:.2f} s")
+                print(f"cpu time      {cpu:.2f} s (to about the first screen)")
                 print(f"peak memory   {peak:.0f} MB (resident)")
                 return
             while not app.indexed:

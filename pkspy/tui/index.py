@@ -12,6 +12,7 @@ file: it fills ``Rows``, one ``Analysis`` and one ``Objects`` per file.
 from __future__ import annotations
 
 import bisect
+import io
 import os
 import pickle
 import tempfile
@@ -21,8 +22,10 @@ import zlib
 from array import array
 from collections import Counter, OrderedDict
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, is_dataclass
+from operator import attrgetter
 
+from pkspy import model
 from pkspy.analysis import Analysis
 from pkspy.formats.opensc_debug import OpenscDebugParser
 from pkspy.formats.spy import SpyParser
@@ -71,26 +74,52 @@ def _handle(value: object) -> int | None:
     return value if isinstance(value, int) and 0 <= value < NONE else None
 
 
-def session_of(event: Event) -> int:
-    if isinstance(event, Pkcs11Call):
-        for name in ("hSession", "*phSession"):
-            arg = event.arg(name)
-            h = _handle(arg.value) if arg is not None else None
-            if h is not None:
-                return h
-    return NONE
-
-
-def objects_of(event: Event) -> tuple[int, ...]:
+def handles_of(event: Event) -> tuple[int, tuple[int, ...]]:
+    """The session a call names (its first hSession, else its first *phSession; NONE)
+    and the object handles it names, in order: one pass over the arguments."""
     if not isinstance(event, Pkcs11Call):
-        return ()
+        return NONE, ()
+    session = returned = None  # the first hSession and *phSession arguments
     found: list[int] = []
     for arg in event.args:
-        if arg.name in OBJECT_ARGS and _handle(arg.value) is not None:
-            found.append(arg.value)
-        elif arg.kind == "objects" and isinstance(arg.value, list):
-            found.extend(v for v in arg.value if _handle(v) is not None)
-    return tuple(found)
+        name, value = arg.name, arg.value
+        if name == "hSession" and session is None:
+            session = arg
+        elif name == "*phSession" and returned is None:
+            returned = arg
+        if name in OBJECT_ARGS and _handle(value) is not None:
+            found.append(value)
+        elif arg.kind == "objects" and isinstance(value, list):
+            found.extend(v for v in value if _handle(v) is not None)
+    for arg in (session, returned):
+        h = _handle(arg.value) if arg is not None else None
+        if h is not None:
+            return h, tuple(found)
+    return NONE, tuple(found)
+
+
+# The spill pickles the model's slotted dataclasses as (class, field values): about
+# twice as fast as pickle's default for slots, which builds a dict per object.
+def _rebuilt(cls: type, values: tuple) -> object:
+    obj = object.__new__(cls)
+    for name, value in zip(_FIELDS[cls], values, strict=True):
+        object.__setattr__(obj, name, value)  # frozen ones (Redacted) too
+    return obj
+
+
+_FIELDS = {cls: tuple(f.name for f in fields(cls)) for cls in vars(model).values()
+           if isinstance(cls, type) and is_dataclass(cls) and cls.__module__ == model.__name__
+           and "__slots__" in vars(cls)}
+
+
+def _reducer(cls: type) -> Callable[[object], tuple]:
+    values = attrgetter(*_FIELDS[cls])
+    if len(_FIELDS[cls]) == 1:
+        return lambda obj: (_rebuilt, (cls, (values(obj),)))
+    return lambda obj: (_rebuilt, (cls, values(obj)))
+
+
+_REDUCERS = {cls: _reducer(cls) for cls in _FIELDS}
 
 
 class _Spill:
@@ -102,7 +131,11 @@ class _Spill:
         self._end = 0
 
     def append(self, events: list[Event]) -> None:
-        data = zlib.compress(pickle.dumps(events, pickle.HIGHEST_PROTOCOL), 1)
+        buffer = io.BytesIO()
+        pickler = pickle.Pickler(buffer, pickle.HIGHEST_PROTOCOL)
+        pickler.dispatch_table = _REDUCERS
+        pickler.dump(events)
+        data = zlib.compress(buffer.getbuffer(), 1)
         os.pwrite(self._file.fileno(), data, self._end)
         self._where.append((self._end, len(data)))
         self._end += len(data)
@@ -155,30 +188,36 @@ class Rows:
         if fid is None:
             fid = self._function_ids[func] = len(self.functions)
             self.functions.append(func)
+        process = event.process if event.process is not None else -1
+        session, handles = handles_of(event)
+        flags, kind = row_flags(event), KINDS.get(event.kind, 0)
         with self._lock:
+            row = self.n
             self.file.append(file)
             self.line.append(event.line)
-            self.flags.append(row_flags(event))
-            self.kind.append(KINDS.get(event.kind, 0))
-            self.process.append(event.process if event.process is not None else -1)
-            self.session.append(session_of(event))
+            self.flags.append(flags)
+            self.kind.append(kind)
+            self.process.append(process)
+            self.session.append(session)
             self.function.append(fid)
-            session = self.session[-1]
-            if session != NONE:
-                self.per_session[(file, self.process[-1], session)] += 1
-            handles = objects_of(event)
             self.object.append(handles[0] if handles else NONE)
             if len(handles) > 1:
-                self.more_objects[self.n] = handles
+                self.more_objects[row] = handles
+            if session != NONE:
+                self.per_session[(file, process, session)] += 1
             self._open_texts.append(text)
             self._open_events.append(event)
-            if len(self._open_texts) == BLOCK:
-                self._texts.append(zlib.compress("\n".join(self._open_texts).encode(), 1))
-                self._spill.append(self._open_events)
+            if len(text) > self.width:
+                self.width = len(text)
+            self.n = row + 1
+        if len(self._open_texts) == BLOCK:  # compressed outside the lock: readers go on
+            texts, events = self._open_texts, self._open_events
+            packed = zlib.compress("\n".join(texts).encode(), 1)
+            self._spill.append(events)  # before the block counts as full
+            with self._lock:
+                self._texts.append(packed)
                 self._open_texts, self._open_events = [], []
-            self.width = max(self.width, len(text))
-            self.n += 1
-            return self.n - 1
+        return row
 
     def _block_texts(self, block: int) -> list[str]:
         with self._lock:
@@ -468,11 +507,13 @@ class Indexer:
         None when ``until`` said enough."""
         if self.ended:
             return True
-        last = time.monotonic()
-        reported_first = self.rows.n >= self.first
-        traces, rows = self.traces, self.rows
+        clock, stopped = time.monotonic, self._stop.is_set  # bound once: called per event
+        last = clock()
+        interval, first = self.interval, self.first
+        reported_first = self.rows.n >= first
+        traces, rows, add = self.traces, self.rows, self.rows.add
         for i, event in traces[0].stream if traces else ():
-            if self.stopped:
+            if stopped():
                 return False
             if event is CAUGHT_UP:
                 return True
@@ -481,10 +522,10 @@ class Indexer:
             trace.read = event.offset
             trace.analysis.add(event)
             if is_shown(event):
-                rows.add(i, event)
-            now = time.monotonic()
-            if now - last >= self.interval or (not reported_first and rows.n >= self.first):
-                reported_first = rows.n >= self.first
+                add(i, event)
+            now = clock()
+            if now - last >= interval or (not reported_first and rows.n >= first):
+                reported_first = rows.n >= first
                 last = now
                 self.progress(False)
             if until is not None and until():

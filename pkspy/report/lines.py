@@ -14,6 +14,8 @@ where a failure began.
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 from decoders import der, iso7816, opensc, pcsc, pkcs11
 from pkspy.analysis import TEXT_ATTRIBUTES, attribute_value
 from pkspy.model import (
@@ -62,11 +64,16 @@ def _info_text(value: object) -> str:
     return repr(value.strip()) if isinstance(value, str) else str(value)
 
 
+@lru_cache(maxsize=512)  # the same subjects and curves come back on every lookup
+def _described(name: str, value: bytes) -> str | None:
+    return der.describe(name, value)
+
+
 def _attr_text(attr) -> str:
     if isinstance(attr.value, Redacted):
         return str(attr.value)
     if isinstance(attr.value, bytes) and attr.name not in TEXT_ATTRIBUTES:
-        described = der.describe(attr.name, attr.value)  # a subject, a curve, a key size
+        described = _described(attr.name, attr.value)  # a subject, a curve, a key size
         if described:
             return _short(described, 120)
     v = attribute_value(attr)
@@ -75,10 +82,45 @@ def _attr_text(attr) -> str:
     return _short(v)
 
 
+def _template(arg: Arg, label: str, v) -> str:
+    attrs = v or []
+    if len(attrs) <= TEMPLATE_ITEMS:  # all shown, in the trace's order
+        items = [a.name if a.value is None else f"{a.name}={_attr_text(a)}" for a in attrs]
+        return f"{arg.name}{{{', '.join(items)}}}"
+    shown = sorted(attrs, key=_attr_rank)[:TEMPLATE_ITEMS]
+    items = [a.name if a.value is None else f"{a.name}={_attr_text(a)}"
+             for a in attrs if a in shown]  # in the trace's order
+    items.append(f"+{len(attrs) - TEMPLATE_ITEMS}")
+    return f"{arg.name}{{{', '.join(items)}}}"
+
+
+def _buffer(arg: Arg, label: str, v) -> str:
+    if isinstance(v, bytes):
+        return f"{label}[{len(v)}]"
+    return f"{label}[{'NULL' if arg.length is None or arg.length >= 0 else 'EMPTY'}]"
+
+
+# How each kind of argument (but ulong and text) reads: (arg, label, value) -> text.
+SHAPES = {
+    "mechanism": lambda arg, label, v: f"mech={v.name}" if isinstance(v, Mechanism)
+    else "mech=NULL",
+    "template": _template,
+    "buffer": _buffer,
+    "slots": lambda arg, label, v: f"slots={v}" if v is not None
+    else f"slots={arg.length} (count)",
+    "mechanisms": lambda arg, label, v: f"mechanisms={len(v)}" if v
+    else f"mechanisms={arg.length} (count)",
+    "objects": lambda arg, label, v: "found=[" + ", ".join(f"0x{h:x}" for h in v) + "]",
+    "interfaces": lambda arg, label, v: "interfaces=" + ",".join(str(i.get("name"))
+                                                                 for i in v),
+}
+
+
 def format_arg(arg: Arg) -> str | None:
     if arg.name in SKIP:
         return None
-    if arg.kind == "info":
+    kind = arg.kind
+    if kind == "info":
         info = arg.value if isinstance(arg.value, dict) else {}
         shown = [f"{k}={_short(_info_text(info[k]), 40)}" for k in INFO_KEYS if k in info]
         return " ".join(shown) or None
@@ -86,33 +128,14 @@ def format_arg(arg: Arg) -> str | None:
     v = arg.value
     if isinstance(v, Redacted):
         return f"{label}={v}"
-    if arg.kind == "mechanism":
-        return f"mech={v.name}" if isinstance(v, Mechanism) else "mech=NULL"
-    if arg.kind == "template":
-        shown = sorted(v or [], key=_attr_rank)[:TEMPLATE_ITEMS]
-        items = [a.name if a.value is None else f"{a.name}={_attr_text(a)}"
-                 for a in (v or []) if a in shown]  # in the trace's order
-        more = len(v or []) - TEMPLATE_ITEMS
-        if more > 0:
-            items.append(f"+{more}")
-        return f"{arg.name}{{{', '.join(items)}}}"
-    if arg.kind == "buffer":
-        if isinstance(v, bytes):
-            return f"{label}[{len(v)}]"
-        return f"{label}[{'NULL' if arg.length is None or arg.length >= 0 else 'EMPTY'}]"
-    if arg.kind == "slots":
-        return f"slots={v}" if v is not None else f"slots={arg.length} (count)"
-    if arg.kind == "mechanisms":
-        return f"mechanisms={len(v)}" if v else f"mechanisms={arg.length} (count)"
-    if arg.kind == "objects":
-        return "found=[" + ", ".join(f"0x{h:x}" for h in v) + "]"
-    if arg.kind == "interfaces":
-        return "interfaces=" + ",".join(str(i.get("name")) for i in v)
-    if arg.kind == "ulong" and isinstance(v, int):
-        if arg.name in ("userType",):
+    shape = SHAPES.get(kind)
+    if shape is not None:
+        return shape(arg, label, v)
+    if kind == "ulong" and isinstance(v, int):
+        if arg.name == "userType":
             return f"{label}={pkcs11.name('CKU', v)}"
         return f"{label}=0x{v:x}"
-    if arg.kind == "text" and not v:
+    if kind == "text" and not v:
         return None
     return f"{label}={_short(v, 40)}"
 
@@ -133,11 +156,16 @@ def _clock(event: Event) -> str:
 def result_text(call: Pkcs11Call) -> str:
     if call.rv is None:
         return "(no result: record cut short)"
-    name = pkcs11.ckr_name(call.rv)
-    if call.rv == 0:
+    return _rv_text(call.rv)
+
+
+@lru_cache(maxsize=512)  # a trace returns a handful of codes, thousands of times
+def _rv_text(rv: int) -> str:
+    name = pkcs11.ckr_name(rv)
+    if rv == 0:
         return name
-    meaning = pkcs11.ckr_meaning(call.rv)
-    text = f"{name} (0x{call.rv:x})"
+    meaning = pkcs11.ckr_meaning(rv)
+    text = f"{name} (0x{rv:x})"
     return f"{text}: {meaning}" if meaning else text
 
 
@@ -264,10 +292,14 @@ def format_event(event: Event) -> str:
     head = f"{_clock(event):>12} {_where(event):<10}"
     if isinstance(event, Pkcs11Call):
         seq = f"#{event.seq}" if event.seq is not None else "#?"
-        ins = [format_arg(a) for a in event.args if a.direction != "out"]
-        outs = [format_arg(a) for a in event.args if a.direction == "out"]
+        ins: list[str] = []
+        outs: list[str] = []
+        for a in event.args:
+            text = format_arg(a)
+            if text:
+                (outs if a.direction == "out" else ins).append(text)
         parts = [head, f"{seq:>5}", event.function or "(result without call)",
-                 *filter(None, ins), "->", result_text(event), *filter(None, outs)]
+                 *ins, "->", result_text(event), *outs]
         if event.torn:
             parts.append(f"[torn: {event.torn}]")
         elif event.incomplete:

@@ -20,11 +20,12 @@ from textual.app import App, ComposeResult
 from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
+from textual.widget import Widget
 from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
 
 from pkspy.sources import SourceError
 from pkspy.tui import detail
-from pkspy.tui.commands import ViewCommands
+from pkspy.tui.commands import TAB_NAMES, ViewCommands
 from pkspy.tui.index import (
     NONE,
     Filter,
@@ -41,7 +42,7 @@ from pkspy.tui.widgets.timeline import Timeline
 
 PROGRESS_WIDTH = 12
 SNAPSHOT_EVERY = 1.0  # seconds between refreshes of the tables while indexing
-TABS = ("timeline", "sessions", "logins", "objects", "apdus", "errors", "stats")
+TABS = tuple(TAB_NAMES)  # in the order of their keys, 1 to 7
 # What an empty tab says once everything is read (a filter may empty the timeline).
 EMPTY = {"timeline": "no rows: the filter hides them all (Esc clears it)",
          "apdus": "no APDU exchanges in these traces",
@@ -137,25 +138,27 @@ class ViewerApp(App):
             with TabPane("1 Timeline", id="timeline"):
                 yield Timeline(self.rows, View(self.rows), files=many, stick=self.follow,
                                id="timeline-view")
-            with TabPane("2 Sessions", id="sessions"):
-                yield panes.Pane(panes.SESSION_COLUMNS, id="sessions-table")
-            with TabPane("3 Logins", id="logins"):
-                yield panes.Pane(panes.LOGIN_COLUMNS, id="logins-table")
-            with TabPane("4 Objects", id="objects"):
-                yield panes.Pane(panes.OBJECT_COLUMNS, id="objects-table")
-            with TabPane("5 APDUs", id="apdus"):
-                yield Timeline(self.rows, View(self.rows, Filter(kind="apdu")), files=many,
-                               id="apdus-view")
-            with TabPane("6 Errors", id="errors"):
-                yield Timeline(self.rows, View(self.rows, Filter(errors=True)), files=many,
-                               id="errors-view")
-            with TabPane("7 Statistics", id="stats"):
-                yield panes.Pane(panes.STAT_COLUMNS, id="stats-table")
+            # the other tabs get their contents once the first screen is drawn
+            for key, tab in enumerate(TABS[1:], 2):
+                yield TabPane(f"{key} {TAB_NAMES[tab]}", id=tab)
         with VerticalScroll(id="detail"):
             yield Static("", id="detail-text", markup=False)
         yield Static("", id="status", markup=False)
         yield Input(id="prompt")
         yield Footer(compact=True)
+
+    def _tab_contents(self) -> dict[str, Widget]:
+        many = len(self.traces)
+        return {
+            "sessions": panes.Pane(panes.SESSION_COLUMNS, id="sessions-table"),
+            "logins": panes.Pane(panes.LOGIN_COLUMNS, id="logins-table"),
+            "objects": panes.Pane(panes.OBJECT_COLUMNS, id="objects-table"),
+            "apdus": Timeline(self.rows, View(self.rows, Filter(kind="apdu")), files=many,
+                              id="apdus-view"),
+            "errors": Timeline(self.rows, View(self.rows, Filter(errors=True)), files=many,
+                               id="errors-view"),
+            "stats": panes.Pane(panes.STAT_COLUMNS, id="stats-table"),
+        }
 
     def on_mount(self) -> None:
         self.sub_title = "  ".join(t.path for t in self.traces)
@@ -166,9 +169,19 @@ class ViewerApp(App):
         self.timeline.update_rows()
         self._status()
         self._notices()
-        # the indexer thread starts once the first screen is drawn
-        self.call_after_refresh(self.run_worker, self._index, thread=True, exclusive=True,
-                                name="index")
+        self.call_after_refresh(self._after_first_screen)
+
+    async def _after_first_screen(self) -> None:
+        """The hidden tabs' tables and timelines (a third of the start-up's widgets), then
+        the indexer thread, whose messages find them mounted."""
+        mounting = [self.query_one(f"#{tab}", TabPane).mount(widget)
+                    for tab, widget in self._tab_contents().items()]
+        for mounted in mounting:
+            await mounted
+        self.run_worker(self._index, thread=True, exclusive=True, name="index")
+        tab = self.query_one("#tabs", TabbedContent).active
+        if tab != "timeline":  # opened by a key while its contents were not there yet
+            self._enter_tab(tab)
 
     def on_unmount(self) -> None:
         self.stop_event.set()
@@ -246,10 +259,11 @@ class ViewerApp(App):
         active = self.query_one("#tabs", TabbedContent).active
         builders = {"sessions": panes.sessions, "logins": panes.logins,
                     "objects": panes.objects, "stats": panes.statistics}
-        for tab, build in builders.items():
-            pane = self.query_one(f"#{tab}-table", panes.Pane)
-            if tab == active and pane.filled_from is not self.snapshot:
-                pane.fill(build(self.snapshot))
+        found = self.query(f"#{active}-table")  # none before the hidden tabs are built
+        if active in builders and found:
+            pane = found.first(panes.Pane)
+            if pane.filled_from is not self.snapshot:
+                pane.fill(builders[active](self.snapshot))
                 pane.filled_from = self.snapshot
 
     def _status(self) -> None:
@@ -361,7 +375,9 @@ class ViewerApp(App):
 
     @on(TabbedContent.TabActivated)
     def _tab_activated(self, message: TabbedContent.TabActivated) -> None:
-        tab = message.pane.id or ""
+        self._enter_tab(message.pane.id or "")
+
+    def _enter_tab(self, tab: str) -> None:
         self._fill_panes()
         found = self.query(f"#{tab}-view") or self.query(f"#{tab}-table")
         if found:

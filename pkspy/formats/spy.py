@@ -155,9 +155,11 @@ class SpyParser:
 
     def feed(self, text: str, lineno: int, offset: int) -> list[Event]:
         out: list[Event] = []
+        # ("x" not in text: cheaper than the method calls it spares on most lines)
         if (self._cut is None and "pMechanism->" not in text
-                and not text.startswith("[in] type = ")
-                and (self._rec is None or text.find("Returned:  ") <= 0)):
+                and ("[in] type = " not in text or not text.startswith("[in] type = "))
+                and (self._rec is None or "Returned:  " not in text
+                     or text.find("Returned:  ") <= 0)):
             # The usual line: one part (nothing for _unglue to split), no cut line to
             # join, no other thread's result inside it.
             try:
@@ -235,7 +237,8 @@ class SpyParser:
             interrupted = self._rec.call if self._rec is not None else None
             if interrupted is not None:
                 self._end_record(out, f"call {m.group(1)} {m.group(2)} began before it returned")
-            self._flush_start(out)
+            if self._start is not None:
+                self._flush_start(out)
             if self.process < 0:
                 self.process = 0
             call = Pkcs11Call(line=lineno, end_line=lineno, offset=offset,
@@ -403,7 +406,7 @@ class SpyParser:
         call = rec.call
         # Each shape is tried only if the line holds its fixed text: most lines are
         # plain "[in] name = value" and would fail five regexes first.
-        if text.startswith("[compat]") and text.rstrip() == "[compat]":
+        if "[compat]" in text and text.rstrip() == "[compat]":
             call.args.append(Arg(name="compat", value=True, kind="text", span=(idx, idx)))
             return True
         m = BUF_HEAD.match(text) if " / " in text else None
@@ -469,7 +472,7 @@ class SpyParser:
         tmpl.value.append(attr)
         _extend(tmpl, idx)
         rec.target = None
-        pm = PTR_LEN.match(rest)
+        pm = PTR_LEN.match(rest) if " / " in rest else None
         if pm:
             attr.length = int(pm.group(2))
             if attr.length > 0 and name in PRINT_PRINT:
@@ -661,7 +664,8 @@ def _extend(item: Arg | Attribute, idx: int) -> None:
 
 def _attach(call: Pkcs11Call, arg: Arg) -> None:
     """Mechanism parameters belong to the mechanism they follow."""
-    if arg.name.startswith("pMechanism->") and call.args and call.args[-1].kind == "mechanism":
+    if ("->" in arg.name and arg.name.startswith("pMechanism->") and call.args
+            and call.args[-1].kind == "mechanism"):
         mech = call.args[-1]
         mech.value.params.append(arg)  # type: ignore[union-attr]
         _extend(mech, arg.span[0] if arg.span else 0)
@@ -685,7 +689,7 @@ _DEC = re.compile(r"^-?\d+$")
 
 def _add_assign(call: Pkcs11Call, direction: str | None, name: str, val: str, idx: int) -> None:
     val = val.strip()
-    if name.endswith("->type") or name == "pMechanism->type":
+    if name.endswith("->type"):  # pMechanism->type too
         mech = Mechanism(name=_mech_name(val), type=_value(val))
         call.args.append(Arg(name=name.split("->")[0], direction=direction, kind="mechanism",
                              value=mech, span=(idx, idx)))
@@ -698,17 +702,17 @@ def _add_assign(call: Pkcs11Call, direction: str | None, name: str, val: str, id
         call.args.append(Arg(name=name, direction=direction, kind="mechanism", value=None,
                              span=(idx, idx)))
         return
+    span = (idx, idx)
     if val[:2] == "0x" and _HEX.match(val):
-        arg = Arg(name=name, direction=direction, kind="ulong", value=int(val, 16))
+        arg = Arg(name=name, direction=direction, kind="ulong", value=int(val, 16), span=span)
     elif val == "(nil)" or name.startswith(("pApplication", "Notify", "pInitArgs", "pReserved")):
-        arg = Arg(name=name, direction=direction, kind="pointer", value=val)
+        arg = Arg(name=name, direction=direction, kind="pointer", value=val, span=span)
     elif _DEC.match(val):
-        arg = Arg(name=name, direction=direction, kind="ulong", value=int(val))
+        arg = Arg(name=name, direction=direction, kind="ulong", value=int(val), span=span)
     elif val.startswith("CK") and " " not in val:
-        arg = Arg(name=name, direction=direction, kind="enum", value=val)
+        arg = Arg(name=name, direction=direction, kind="enum", value=val, span=span)
     else:
-        arg = Arg(name=name, direction=direction, kind="text", value=val)
-    arg.span = (idx, idx)
+        arg = Arg(name=name, direction=direction, kind="text", value=val, span=span)
     _attach(call, arg)
 
 
@@ -797,11 +801,12 @@ def _mark_secrets(call: Pkcs11Call, classes: dict[int, int]) -> None:
         for arg in _walk_args(call.args):
             if arg.kind == "buffer" and isinstance(arg.value, bytes) and not arg.secret:
                 arg.secret = "data of a torn record"
+    templates = [arg for arg in call.args if arg.kind == "template" and arg.value]
+    if not templates:
+        return
     h = call.arg("hObject")
     known = classes.get(h.value) if h is not None and isinstance(h.value, int) else None
-    for arg in call.args:
-        if arg.kind != "template" or not arg.value:
-            continue
+    for arg in templates:
         cls = _template_class(arg) or known
         if cls is None and "Public" in arg.name:
             cls = pkcs11.value("CKO_PUBLIC_KEY")

@@ -8,16 +8,22 @@ says what was really imported.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import subprocess
 import sys
+import time
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, summary
 
 from pkspy import formats
+from pkspy.tui.app import ViewerApp
+from pkspy.tui.index import open_traces
+from pkspy.tui.widgets.panes import Pane
 
 SPY_LOG = "fixtures/pkcs11-spy/softhsm2-pkcs11-tool.log"
+LOGIN_TRACE = ROOT / "fixtures" / "pkcs11-spy" / "pkcs11-spy-0.27.1-softhsm2.log"
 DEBUG_LOG = "fixtures/opensc-debug/opensc-tool-d3.log"
 # Never needed to show a trace's first rows.
 LATER = ("decoders.explain", "pkspy.report.summary", "pkspy.fastscan",
@@ -49,3 +55,24 @@ def test_opening_a_trace_for_view_leaves_the_rest_unimported(trace, parser):
         "assert ViewerApp(traces).traces\n")
     assert parser in loaded
     assert not loaded & set(LATER), sorted(loaded & set(LATER))
+
+
+def test_a_tab_opened_at_start_shows_its_table_once_built():
+    """The hidden tabs' tables are built after the first screen: a key pressed at once
+    still opens a filled, focused table."""
+    sessions = len(summary(LOGIN_TRACE)["sessions"])
+
+    async def go():
+        app = ViewerApp(open_traces([str(LOGIN_TRACE)]))
+        async with app.run_test(size=(120, 40)) as pilot:
+            await pilot.press("2")
+            end = time.monotonic() + 30
+            while not app.indexed:
+                assert time.monotonic() < end, "timed out indexing"
+                await pilot.pause(0.02)
+            await pilot.pause()
+            table = app.query_one("#sessions-table", Pane)
+            assert app.query_one("#tabs").active == "sessions"
+            assert app.focused is table
+            assert table.row_count == sessions
+    asyncio.run(go())

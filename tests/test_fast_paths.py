@@ -145,6 +145,21 @@ def test_blocks_keep_every_newline_and_line_start(lines, tail: int) -> None:
     assert sum(len(header.findall(b)) for _, b in blocks) == len(header.findall(data))
 
 
+BANNER = b"*************** OpenSC PKCS#11 spy *****************"
+
+
+@given(st.lists(st.sampled_from([b"P:1; a", b"P:12; b", b"P:2; c", b"P:x; d", b"P:", b"xP:1; ",
+                                 b"  hex", BANNER, b"x" + BANNER, BANNER + b" " + BANNER,
+                                 b"**** OpenSC PKCS#11 spy ****", b""]), max_size=60),
+       st.integers(1, 5))
+def test_literal_first_counts_equal_the_line_patterns(lines, stretch) -> None:
+    """Banners and process ids found from a literal are those the anchored patterns find,
+    in stretches of one process and in lines of processes side by side."""
+    block = b"".join(line + b"\n" for line in lines for _ in range(stretch))
+    assert fastscan._banners(block) == len(fastscan.BANNER_BYTES.findall(block))
+    assert fastscan._pids(block) == set(fastscan.PID_LINE.findall(block))
+
+
 def test_chunks_that_share_a_process_are_joined() -> None:
     ranges = [(0, 10), (10, 20), (20, 30), (30, 40)]
     counts = [(1, 0, {b"7"}), (2, 0, {b"8"}), (3, 0, {b"7", b"9"}), (4, 0, {b"10"})]

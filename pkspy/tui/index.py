@@ -6,7 +6,7 @@ zlib-compressed by blocks of ``BLOCK`` rows, and the (already redacted) events
 are pickled and compressed by the same blocks into an unlinked temporary file,
 so memory stays small on a 1 GB trace and the detail pane can still show every
 argument and raw line of any row. ``Indexer`` drives ``open_events`` for each
-file: it fills ``Rows``, one ``Analysis`` and one ``Objects`` per file.
+file: it fills ``Rows`` and one ``Analysis`` per file.
 """
 
 from __future__ import annotations

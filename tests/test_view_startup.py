@@ -1,14 +1,16 @@
-"""What ``pkspy view`` imports before its first screen: only what that screen needs.
+"""What ``pkspy view`` does before its first screen: only what that screen needs.
 
 Start-up is mostly imports, so the modules only some rows or some keys need
 (the explain tables, other formats' parsers, the summary's scanner) load when
-they are first used. Each check runs in a fresh interpreter, where sys.modules
-says what was really imported.
+they are first used; each import check runs in a fresh interpreter, where
+sys.modules says what was really imported. The hidden tabs are built, and
+garbage collection resumes, once the first screen is drawn.
 """
 
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import subprocess
 import sys
@@ -76,3 +78,23 @@ def test_a_tab_opened_at_start_shows_its_table_once_built():
             assert app.focused is table
             assert table.row_count == sessions
     asyncio.run(go())
+
+
+def test_garbage_collection_resumes_after_the_first_screen():
+    """Paused while the first screen is built, never left off: not while the app runs,
+    not after it ends, whether it drew a screen or not."""
+    assert gc.isenabled()
+
+    async def go(stop_at_once: bool):
+        app = ViewerApp(open_traces([str(LOGIN_TRACE)]))
+        async with app.run_test(size=(120, 40)) as pilot:
+            if stop_at_once:
+                return
+            end = time.monotonic() + 30
+            while not app.indexed:
+                assert time.monotonic() < end, "timed out indexing"
+                await pilot.pause(0.02)
+            assert gc.isenabled()
+    for stop_at_once in (False, True):
+        asyncio.run(go(stop_at_once))
+        assert gc.isenabled()

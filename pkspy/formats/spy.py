@@ -232,7 +232,7 @@ class SpyParser:
                                        process=self.process)
             return
         digit = c.isdecimal()
-        m = HEADER.match(text) if digit else None
+        m = HEADER.match(text) if digit and ": " in text else None  # not on a time stamp
         if m:
             interrupted = self._rec.call if self._rec is not None else None
             if interrupted is not None:

@@ -103,8 +103,7 @@ class _Frame:
 class _Thread:
     """Per-thread state: the call stack, and the APDU sent and not yet answered."""
 
-    __slots__ = ("clock", "header", "last_clock", "last_error", "on_stack", "outgoing", "reader",
-                 "stack")
+    __slots__ = ("header", "last_clock", "last_error", "on_stack", "outgoing", "reader", "stack")
 
     def __init__(self) -> None:
         self.stack: list[_Frame] = []
@@ -115,8 +114,8 @@ class _Thread:
         self.outgoing: ApduExchange | None = None
         self.header: str | None = None  # the latest "CLA:.., INS:.." line
         self.reader: str | None = None
-        self.clock = 0.0  # seconds since the first message, with midnight rollovers
-        self.last_clock: float | None = None  # the last time it printed, None before any
+        # Seconds of its last message, past midnight counted on; None before any.
+        self.last_clock: float | None = None
 
     def push(self, frame: _Frame) -> None:
         self.stack.append(frame)
@@ -242,7 +241,7 @@ class OpenscDebugParser:
         if thread.last_clock is not None:
             while now < thread.last_clock - 1.0:  # past midnight (no date on Unix)
                 now += SECONDS_PER_DAY
-        thread.last_clock = thread.clock = now
+        thread.last_clock = now
         event.depth = len(thread.stack)
         text = event.message.strip()
         if dump is not None and dump.label.endswith("APDU"):

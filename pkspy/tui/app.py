@@ -13,7 +13,7 @@ import sys
 import threading
 import time
 from dataclasses import replace
-from typing import ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from rich.text import Text
 from textual import on
@@ -22,7 +22,7 @@ from textual.binding import Binding
 from textual.containers import VerticalScroll
 from textual.message import Message
 from textual.widget import Widget
-from textual.widgets import DataTable, Footer, Input, Static, TabbedContent, TabPane
+from textual.widgets import Footer, Input, Static, TabbedContent, TabPane
 
 from pkspy.sources import SourceError
 from pkspy.tui import detail
@@ -38,8 +38,10 @@ from pkspy.tui.index import (
     linked,
     open_traces,
 )
-from pkspy.tui.widgets import panes
 from pkspy.tui.widgets.timeline import Timeline
+
+if TYPE_CHECKING:  # the tables (and Textual's DataTable) load after the first screen
+    from textual.widgets import DataTable
 
 PROGRESS_WIDTH = 12
 SNAPSHOT_EVERY = 1.0  # seconds between refreshes of the tables while indexing
@@ -154,6 +156,8 @@ class ViewerApp(App):
         yield Footer(compact=True)
 
     def _tab_contents(self) -> dict[str, Widget]:
+        from pkspy.tui.widgets import panes
+
         many = len(self.traces)
         return {
             "sessions": panes.Pane(panes.SESSION_COLUMNS, id="sessions-table"),
@@ -270,14 +274,17 @@ class ViewerApp(App):
     def _fill_panes(self) -> None:
         """Fill the visible table from the latest snapshot; the others when they open."""
         active = self.query_one("#tabs", TabbedContent).active
+        found = self.query(f"#{active}-table")  # none before the hidden tabs are built
+        if not found:
+            return
+        from pkspy.tui.widgets import panes
+
         builders = {"sessions": panes.sessions, "logins": panes.logins,
                     "objects": panes.objects, "stats": panes.statistics}
-        found = self.query(f"#{active}-table")  # none before the hidden tabs are built
-        if active in builders and found:
-            pane = found.first(panes.Pane)
-            if pane.filled_from is not self.snapshot:
-                pane.fill(builders[active](self.snapshot))
-                pane.filled_from = self.snapshot
+        pane = found.first(panes.Pane)
+        if pane.filled_from is not self.snapshot:
+            pane.fill(builders[active](self.snapshot))
+            pane.filled_from = self.snapshot
 
     def _status(self) -> None:
         view = self.timeline.view
@@ -350,8 +357,9 @@ class ViewerApp(App):
         self._show_detail(row)
         self._status()
 
-    @on(DataTable.RowSelected)
-    def _pane_selected(self, message: DataTable.RowSelected) -> None:
+    def on_data_table_row_selected(self, message: DataTable.RowSelected) -> None:
+        from pkspy.tui.widgets import panes
+
         table = message.data_table
         if not isinstance(table, panes.Pane) or message.cursor_row >= len(table.targets):
             return
@@ -361,9 +369,10 @@ class ViewerApp(App):
         row = self.row_at_line(target.file, target.line) if target.line else None
         self.apply(target.filter, row if row is not None else 0)
 
-    @on(DataTable.RowHighlighted)
-    def _pane_highlighted(self, message: DataTable.RowHighlighted) -> None:
+    def on_data_table_row_highlighted(self, message: DataTable.RowHighlighted) -> None:
         """The detail pane follows the table: the call a login, session or lookup names."""
+        from pkspy.tui.widgets import panes
+
         table = message.data_table
         if not isinstance(table, panes.Pane) or message.cursor_row >= len(table.targets):
             return

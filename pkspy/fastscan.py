@@ -139,8 +139,10 @@ def read_chunk(path: str, chunk: Chunk, seed: list[bytes], last: bool,
                 analysis.add(redact(event))
     else:  # records read before are copied, not parsed again
         with open(path, "rb") as f:
-            reader = MemoReader(parser, redact, analysis.add)
-            lineno = reader.read(f, chunk.start, chunk.end, chunk.first_line) - 1
+            reader = MemoReader(parser, redact, raw=False)
+            for event in reader.events(f, chunk.start, chunk.end, chunk.first_line):
+                analysis.add(event)
+            lineno = reader.next_line - 1
     partial = Partial(analysis, list(seed), redact.learned, None)
     if debug:
         partial.pids = [pid for pid in parser._processes if not isinstance(pid, tuple)]

@@ -11,9 +11,12 @@ import itertools
 import os
 import stat
 from collections.abc import Iterator
+from typing import BinaryIO
 
 from pkspy import formats
+from pkspy.formats.spy import SpyParser
 from pkspy.model import Event
+from pkspy.record_memo import TO_END, MemoReader
 from pkspy.redact import Redactor
 from pkspy.sources import NotATrace, SourceError, follow_lines, open_trace, read_lines
 
@@ -37,12 +40,14 @@ def _detect_or_fail(path: str, head: list[str], fmt: str | None) -> str:
 
 def open_events(path: str, fmt: str | None = None, follow: bool = False,
                 reveal: bool = False, notices: list[str] | None = None,
-                stop=None, redactor: Redactor | None = None
+                stop=None, redactor: Redactor | None = None, copies: bool = True
                 ) -> tuple[str, Iterator[Event | None]]:
     """The format and the redacted events of one trace.
 
     ``redactor`` lets a caller keep the one that redacts (to learn what it
-    masked); ``reveal`` asks for no redaction at all.
+    masked); ``reveal`` asks for no redaction at all. ``copies``: a spy log file
+    is read with ``record_memo`` (the same events, records read before copied);
+    False feeds the parser every line (the reference the tests compare with).
     Raises SourceError (a one-line message) for a missing file, a directory,
     or a file that is not a trace.
     """
@@ -68,9 +73,12 @@ def open_events(path: str, fmt: str | None = None, follow: bool = False,
         fmt = _detect_or_fail(path, head, fmt)
         source = itertools.chain(buffered, lines)
         return fmt, _events(source, fmt, redact)
-    lines_iter = read_lines(open_trace(path))
+    stream = open_trace(path)
+    lines_iter = read_lines(stream)
     head_items = list(itertools.islice(lines_iter, HEAD_LINES))
     fmt = _detect_or_fail(path, [t for t, _ in head_items], fmt)
+    if copies and fmt == SpyParser.format and path != "-" and stream.seekable():
+        return fmt, _spy_events(stream, redact)
     return fmt, _events(itertools.chain(head_items, lines_iter), fmt, redact)
 
 
@@ -79,6 +87,14 @@ def is_fifo(path: str) -> bool:
         return stat.S_ISFIFO(os.stat(path).st_mode)
     except OSError:
         return False
+
+
+def _spy_events(stream: BinaryIO, redact: Redactor) -> Iterator[Event]:
+    """A spy log file, each record text parsed once (``record_memo``): the same events."""
+    parser = SpyParser()
+    with stream:
+        yield from MemoReader(parser, redact).events(stream, 0, TO_END, 1)
+    yield from map(redact, parser.close())
 
 
 def _events(lines, fmt: str, redact: Redactor) -> Iterator[Event | None]:

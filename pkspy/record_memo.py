@@ -1,4 +1,4 @@
-"""A pkcs11-spy log read for its summary, each distinct record text parsed once.
+"""A pkcs11-spy log read with each distinct record text parsed once.
 
 Long traces repeat themselves: a service polls C_GetSlotList and
 C_GetTokenInfo for hours, a client reads the same attributes of the same
@@ -28,19 +28,22 @@ clean call:
   and its sweep for copies of secrets come out the same.
 
 How the file is cut changes only how often a copy is made, never what it is.
-Copies carry no raw lines: the summary does not show them.
+A copy's raw lines are its own first two (swept for known secrets, as the
+redactor sweeps every line) and the original's redacted others, which are the
+same text. No copy is made for a redactor that reports each line it masks
+(``pkspy redact`` writes them out): it would not hear of the copies' lines.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 from pkspy.formats.spy import SpyParser, _learn_classes
 from pkspy.model import Event, Pkcs11Call
 from pkspy.redact import Redactor
-from pkspy.sources import _text, read_lines
+from pkspy.sources import _text, decode, read_lines
 
 # A call's header and stamp lines (spy.HEADER and spy.STAMP, ASCII only): a line
 # this matches, the parser's patterns match with the same groups.
@@ -50,8 +53,10 @@ HEAD = re.compile(rb"(\d+)(: (?:C_\w+|SetOperationState))[ \t\r\f\v]*\n"
 # pkcs11-spy ends every record with a blank line: where the file is cut in pieces.
 GAP = b"\n\n"
 READ = 4 << 20  # bytes read at a time
+TO_END = 1 << 62  # an end offset that reads to the end of the file, as it is then
 HELD = 4 * READ  # no blank line in this many bytes: the rest is read line by line
-MEMO_ENTRIES = 8192  # distinct records kept: a few MB, whatever the trace's size
+MEMO_ENTRIES = 8192  # distinct records kept
+MEMO_BYTES = 4 << 20  # of their text: with their events, tens of MB whatever the trace's size
 VARIANTS = 4  # of one text, read with different object classes known
 MEMO_RECORD = 16 << 10  # longer records (certificates, big dumps) are parsed each time
 
@@ -65,49 +70,59 @@ class _Seen:
     handle: int | None  # its hObject
     known_class: int | None  # the class the parser knew for that handle before it
     classes: tuple[tuple[int, int], ...]  # what it taught the parser
+    raw: list[str]  # its redacted lines after the stamp
 
 
 class MemoReader:
-    """Feeds a byte range of a spy log to ``parser``, redacted events to ``emit``."""
+    """Reads a byte range of a spy log into redacted events: ``events`` yields them,
+    then ``next_line`` is the number of the line after the range. ``raw``: whether
+    copies carry raw lines (the summary does not show them)."""
 
-    def __init__(self, parser: SpyParser, redact: Redactor,
-                 emit: Callable[[Event], None]) -> None:
+    def __init__(self, parser: SpyParser, redact: Redactor, raw: bool = True) -> None:
         self.parser = parser
         self.redact = redact
-        self.emit = emit
+        self.raw = raw
+        self.copying = redact.on_change is None
         self.memo: dict[bytes, list[_Seen]] = {}
+        self.held = 0  # bytes of record text in the memo
         self.copies = 0
+        self.next_line = 0
+        self._out: list[Event] = []
 
-    def read(self, f, start: int, end: int, first_line: int) -> int:
-        """Reads bytes start..end (start at a line start); returns the next line number."""
+    def events(self, f, start: int, end: int, first_line: int) -> Iterator[Event]:
+        """The events of bytes start..end (start at a line start) of ``f``."""
         lineno = first_line
+        out = self._out
         for base, block in _blocks(f, start, end):
             if block is None:  # no blank line for megabytes: a huge line, not a spy log
-                return self._feed_lines(f, base, end, lineno)
-            lineno = self._pieces(block, base, lineno)
-        return lineno
+                yield from self._feed_lines(f, base, end, lineno)
+                return
+            pieces = block.split(GAP)  # each piece, then the blank line after it
+            last = pieces.pop()  # what follows the last blank line: no blank line after it
+            at = base
+            for piece in pieces:
+                n = self._copy(piece, at, lineno)
+                if n is None:
+                    n = self._feed(piece + GAP, at, lineno)
+                lineno += n
+                at += len(piece) + 2
+                if out:
+                    yield from out
+                    out.clear()
+            if last:
+                lineno += self._feed(last, at, lineno)
+                yield from out
+                out.clear()
+        self.next_line = lineno
 
-    # -- one block -----------------------------------------------------
-
-    def _pieces(self, block: bytes, base: int, lineno: int) -> int:
-        """Each piece between blank lines (and the blank line after it), copied or fed."""
-        pieces = block.split(GAP)
-        last = pieces.pop()  # what follows the last blank line: no blank line after it
-        at = base
-        for piece in pieces:
-            n = self._copy(piece, at, lineno)
-            if n is None:
-                n = self._feed(piece + GAP, at, lineno)
-            lineno += n
-            at += len(piece) + 2
-        return lineno + self._feed(last, at, lineno) if last else lineno
+    # -- one piece -----------------------------------------------------
 
     def _copy(self, piece: bytes, offset: int, lineno: int) -> int | None:
         """The record in ``piece``, copied or read and kept: the newlines it and the gap
         after it hold; None if it is neither (it is then fed to the parser)."""
         p = self.parser
         if p._rec is not None or p._unresolved or p._cut is not None or p.process < 0 \
-                or len(piece) > MEMO_RECORD:
+                or len(piece) > MEMO_RECORD or not self.copying:
             return None
         head = HEAD.match(piece)
         if head is None:
@@ -115,8 +130,7 @@ class MemoReader:
         if p._start is not None:  # what the header line does first: the run's banner goes
             starts: list[Event] = []
             p._flush_start(starts)
-            for event in starts:
-                self.emit(self.redact(event))
+            self._out += map(self.redact, starts)
         # the function's name, and all after the stamp line
         key = head.group(2) + piece[head.end() - 1:]
         secrets = len(self.redact._known)
@@ -136,8 +150,14 @@ class MemoReader:
             call.tid = tid.decode()
         if seen.classes:
             p._classes.update(seen.classes)
+        if self.raw:
+            nl = piece.find(b"\n")
+            lines = [decode(piece[:nl]), decode(piece[nl + 1:head.end() - 1])]
+            if self.redact._sweep is not None:  # as Redactor._sweep_event sweeps every line
+                lines = [self.redact.sweep_text(line) for line in lines]
+            call.raw = lines + seen.raw
         self.copies += 1
-        self.emit(call)
+        self._out.append(call)
         return seen.newlines
 
     def _read_and_keep(self, piece: bytes, offset: int, lineno: int, key: bytes) -> int:
@@ -163,36 +183,34 @@ class MemoReader:
             if h is not None and isinstance(h.value, int) and h.value not in learned:
                 # its secrets were judged by what the parser knew of the handle before
                 handle, known = h.value, p._classes.get(h.value)
-        for event in events:
-            self.emit(self.redact(event))
+        self._out += map(self.redact, events)
         if clean and len(self.redact._known) == secrets:
             # the variants of this text still valid, and this one
             variants = [v for v in self.memo.get(key, ()) if v.secrets == secrets]
-            if variants or len(self.memo) < MEMO_ENTRIES:
+            if variants or (len(self.memo) < MEMO_ENTRIES and self.held < MEMO_BYTES):
+                self.held += 0 if variants else len(key)
                 self.memo[key] = [*variants[:VARIANTS - 1], _Seen(
                     call, call.end_line - call.line, len(lines), secrets, handle, known,
-                    tuple(learned.items()))]
+                    tuple(learned.items()), call.raw[2:])]
         return len(lines)
 
     def _feed(self, data: bytes, offset: int, lineno: int) -> int:
         """Lines to the parser as they are; returns how many."""
         lines = _split(data)
         for n, raw in enumerate(lines):
-            for event in self.parser.feed(_text(raw), lineno + n, offset):
-                self.emit(self.redact(event))
+            self._out += map(self.redact, self.parser.feed(_text(raw), lineno + n, offset))
             offset += len(raw) + 1
         return len(lines)
 
-    def _feed_lines(self, f, start: int, end: int, lineno: int) -> int:
+    def _feed_lines(self, f, start: int, end: int, lineno: int) -> Iterator[Event]:
         """The rest, line by line as ``sources.read_lines`` cuts them."""
         f.seek(start)
         for text, offset in read_lines(f, start):
             if offset >= end:
                 break
-            for event in self.parser.feed(text, lineno, offset):
-                self.emit(self.redact(event))
+            yield from map(self.redact, self.parser.feed(text, lineno, offset))
             lineno += 1
-        return lineno
+        self.next_line = lineno
 
 
 def _split(data: bytes) -> list[bytes]:

@@ -1,8 +1,8 @@
 """The summary's spy reader (pkspy/record_memo.py) gives the full decoder's events.
 
 A record whose text was read before is copied, not parsed again. These tests read
-real traces both ways and compare every event field but the raw lines (copies
-carry none), on repeated runs (where copies are made), on damaged traces, and on
+real traces both ways and compare every event field, raw lines included, on
+repeated runs (where copies are made), on damaged traces, and on
 the two things a copy depends on besides its text: the object classes the parser
 knows and the secrets the redactor knows.
 """
@@ -33,23 +33,22 @@ PYKCS11 = next(p for p in SPY_TRACES if p.name == "softhsm2-pykcs11.log")
 
 
 def memo_events(data: bytes) -> tuple[list[Event], record_memo.MemoReader]:
-    parser, redact, events = SpyParser(), Redactor(), []
-    reader = record_memo.MemoReader(parser, redact, events.append)
-    reader.read(io.BytesIO(data), 0, len(data), 1)
+    parser, redact = SpyParser(), Redactor()
+    reader = record_memo.MemoReader(parser, redact)
+    events = list(reader.events(io.BytesIO(data), 0, len(data), 1))
     events += [redact(e) for e in parser.close()]
     return events, reader
 
 
 def full_events(path: Path) -> list[Event]:
-    _, events = open_events(str(path), fmt="pkcs11-spy")
+    _, events = open_events(str(path), fmt="pkcs11-spy", copies=False)
     return list(events)
 
 
 def fields(event: Event) -> dict:
-    """Everything an event says, but its raw lines."""
-    out = {f.name: getattr(event, f.name) for f in dataclasses.fields(event)}
-    del out["raw"], out["raw_lines"]
-    return {"type": type(event).__name__} | out
+    """Everything an event says, its raw lines included."""
+    return {"type": type(event).__name__} | {f.name: getattr(event, f.name)
+                                              for f in dataclasses.fields(event)}
 
 
 def assert_same_events(path: Path) -> record_memo.MemoReader:
@@ -161,3 +160,29 @@ def test_analysis_of_copies_equals_the_full_analysis(tmp_path: Path) -> None:
     for e in full_events(trace):
         full.add(e)
     assert mine.summary() == full.summary()
+
+
+def test_copies_mask_a_pin_in_their_own_header_and_stamp(tmp_path: Path) -> None:
+    """A numeric PIN that is also the year: once learned, the redactor masks it in every
+    stamp line; a copy's own stamp (not the original's) must be masked the same way."""
+    login = record(PYKCS11, 8, "C_Login")
+    login = re.sub(rb"/ 11\n    00000000  [^\n]*\n",
+                   b"/ 4\n    00000000  32 30 32 36" + b" " * 37 + b"2026\n", login)
+    sign = record(PYKCS11, 66, "C_Sign")
+    trace = tmp_path / "year.log"
+    trace.write_bytes(runs(sign + sign + login + sign + sign.replace(b"14:46:06", b"14:47:07")))
+    reader = assert_same_events(trace)
+    assert reader.copies >= 2
+    events = memo_events(trace.read_bytes())[0]
+    stamps = [e.raw[1] for e in events if isinstance(e, Pkcs11Call)]
+    assert [s.startswith("2026-") for s in stamps] == [True, True, False, False, False]
+
+
+@pytest.mark.parametrize("trace", SPY_TRACES, ids=lambda p: p.stem)
+def test_open_events_copies_for_every_front_end(trace: Path, tmp_path: Path) -> None:
+    """tail, export and view read spy files through open_events, which copies: the events
+    are those of every line through the parser."""
+    doubled = tmp_path / trace.name
+    doubled.write_bytes(trace.read_bytes() * 2)
+    _, copied = open_events(str(doubled))
+    assert [fields(e) for e in copied] == [fields(e) for e in full_events(doubled)]

@@ -14,8 +14,9 @@ def template_text(template: dict, empty: str = "(any object)") -> str:
 
 
 def summarize(path: str, fmt: str | None = None, parallel: bool = True) -> dict:
-    """``parallel``: a large pkcs11-spy log is read on every core (the same result)."""
-    fmt, events = open_events(path, fmt=fmt)
+    """``parallel``: a large pkcs11-spy log is read on every core, and records read
+    before are copied (the same result); False: every line through the parser."""
+    fmt, events = open_events(path, fmt=fmt, copies=parallel)
     fast = fastscan.summarize(path, fmt) if parallel else None
     if fast is not None:
         events.close()

@@ -44,6 +44,9 @@ class _Parsers(Mapping):
         module, cls = _PARSER_PLACES[fmt]
         return getattr(_module(module), cls)
 
+    def __contains__(self, fmt: object) -> bool:  # a known name, without importing it
+        return fmt in _PARSER_PLACES
+
     def __iter__(self) -> Iterator[str]:
         return iter(_PARSER_PLACES)
 

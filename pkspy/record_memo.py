@@ -52,7 +52,7 @@ HEAD = re.compile(rb"(\d+)(: (?:C_\w+|SetOperationState))[ \t\r\f\v]*\n"
                   rb"(\d{1,4}-\d{1,2}-\d{1,2} \d{2}:\d{2}:\d{2}\.\d{3})[ \t\r\f\v]*\n")
 # pkcs11-spy ends every record with a blank line: where the file is cut in pieces.
 GAP = b"\n\n"
-READ = 4 << 20  # bytes read at a time
+READ = 1 << 20  # bytes read at a time
 TO_END = 1 << 62  # an end offset that reads to the end of the file, as it is then
 HELD = 4 * READ  # no blank line in this many bytes: the rest is read line by line
 MEMO_ENTRIES = 8192  # distinct records kept

@@ -217,6 +217,11 @@ class Analysis:
     objects_unlisted: bool = False
 
     def add(self, event: Event) -> None:
+        if type(event) is DebugLine:  # most of an OpenSC log; it is never damaged
+            if event.process is not None:
+                self.processes.add(event.process)
+            self._debug(event)
+            return
         self._damage(event)
         if event.process is not None and not isinstance(event, Unparsed):
             self.processes.add(event.process)

@@ -534,31 +534,32 @@ class SpyParser:
 
     def _info_line(self, call: Pkcs11Call, arg: Arg, text: str, idx: int) -> bool:
         info: dict[str, object] = arg.value  # type: ignore[assignment]
-        m = INFO.match(text)
-        if m:
-            key, val = m.groups()
-            if val.startswith("'") and val.endswith("'"):
-                val = val[1:-1]
-            if key == "flags" and HEXNUM.match(val):
-                info[key] = int(val, 16)
-                context = INFO_CONTEXT.get(call.function or "")
-                if context and context != "info":
-                    info["flag_names"] = list(_flag_names(context, int(val, 16)))
-            elif key == "state" and HEXNUM.match(val):
-                info[key] = pkcs11.name("CKS", int(val.split(" ", 1)[0], 16))
-            else:
-                info[key] = val
-            _extend(arg, idx)
-            return True
-        m = INFO_MORE.match(text)
-        if m and info:
-            last = next(reversed(info))
-            info[last] = f"{info[last]}{m.group(1)}"
-            _extend(arg, idx)
-            return True
-        if FLAG_WORD.match(text):
-            _extend(arg, idx)
-            return True
+        if text[:1] == " ":  # fields, their continuation and flag words are indented
+            m = INFO.match(text)
+            if m:
+                key, val = m.groups()
+                if val.startswith("'") and val.endswith("'"):
+                    val = val[1:-1]
+                if key == "flags" and HEXNUM.match(val):
+                    info[key] = int(val, 16)
+                    context = INFO_CONTEXT.get(call.function or "")
+                    if context and context != "info":
+                        info["flag_names"] = list(_flag_names(context, int(val, 16)))
+                elif key == "state" and HEXNUM.match(val):
+                    info[key] = pkcs11.name("CKS", int(val.split(" ", 1)[0], 16))
+                else:
+                    info[key] = val
+                _extend(arg, idx)
+                return True
+            m = INFO_MORE.match(text)
+            if m and info:
+                last = next(reversed(info))
+                info[last] = f"{info[last]}{m.group(1)}"
+                _extend(arg, idx)
+                return True
+            if FLAG_WORD.match(text):
+                _extend(arg, idx)
+                return True
         m = MECH_INFO.match(text)
         if m:
             mech, lo, hi, fl = m.groups()

@@ -16,8 +16,12 @@ import datetime as _dt
 import hashlib
 import zlib
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from asn1crypto import core, keys, x509
+# asn1crypto is imported where it is used: most rows never show a DER value, and
+# loading it is a few per cent of pkspy view's start-up.
+if TYPE_CHECKING:
+    from asn1crypto import keys, x509
 
 _HEX_SHOWN = 32  # bytes of a malformed value worth showing
 
@@ -68,6 +72,8 @@ def _escape(value: str) -> str:
 
 
 def _ava(ava: x509.NameTypeAndValue) -> str:
+    from asn1crypto import core
+
     oid = ava["type"].dotted
     raw = ava["value"].dump()
     parsed = core.load(raw)
@@ -94,6 +100,8 @@ _EXTRA_CURVES = {"1.3.101.110": "X25519", "1.3.101.111": "X448", "1.3.101.112": 
 
 
 def _curve_name(oid: str) -> str:
+    from asn1crypto import keys
+
     name = keys.NamedCurve._map.get(oid) or _EXTRA_CURVES.get(oid)
     if not name:
         return f"unknown curve {oid}"
@@ -102,6 +110,8 @@ def _curve_name(oid: str) -> str:
 
 
 def _key(info: keys.PublicKeyInfo) -> str:
+    from asn1crypto import keys
+
     algorithm = info.algorithm
     if algorithm == "ec":
         kind, curve = info.curve
@@ -116,6 +126,8 @@ def _key(info: keys.PublicKeyInfo) -> str:
 def _ec_params(data: bytes) -> str:
     """CKA_EC_PARAMS: a named-curve OID, a PrintableString curve name (PKCS#11 3.0 for
     Edwards/Montgomery keys), NULL (implicitlyCA) or explicit parameters."""
+    from asn1crypto import core, keys
+
     value = core.load(data, strict=True)
     if isinstance(value, core.ObjectIdentifier):
         return _curve_name(value.dotted)
@@ -151,6 +163,8 @@ def _point(point: bytes) -> str | None:
 
 def _ec_point(data: bytes) -> str:
     """CKA_EC_POINT: DER OCTET STRING around the point, which some modules leave out."""
+    from asn1crypto import core
+
     try:
         wrapped = core.OctetString.load(data, strict=True).native
     except ValueError:
@@ -170,6 +184,8 @@ def _serial(number: int) -> str:
 
 
 def _integer(data: bytes) -> str:
+    from asn1crypto import core
+
     number = core.Integer.load(data, strict=True).native
     text = _serial(number)
     return text if number >= 1 << 64 or number < 0 else f"{text} ({number})"
@@ -184,6 +200,8 @@ def _when(moment: _dt.datetime) -> str:
 def certificate_summary(der: bytes, now: _dt.datetime | None = None) -> str:
     """Subject, issuer, serial, validity, key and SHA-256 fingerprint of an X.509
     certificate; raises ValueError if it is not one."""
+    from asn1crypto import x509
+
     cert = x509.Certificate.load(der, strict=True)
     try:
         subject, issuer = rfc4514(cert.subject), rfc4514(cert.issuer)
@@ -212,7 +230,7 @@ def _certificate_value(data: bytes) -> str | None:
         if data[:1] != b"\x30":
             return None
         try:
-            return "public key " + _key(keys.PublicKeyInfo.load(data, strict=True))
+            return "public key " + _public_key(data)
         except (ValueError, TypeError, KeyError):
             pass
         outer = _der_length(data, 0)
@@ -250,7 +268,15 @@ def _der(decode):
     return run
 
 
+def _public_key(data: bytes) -> str:
+    from asn1crypto import keys
+
+    return _key(keys.PublicKeyInfo.load(data, strict=True))
+
+
 def _name(data: bytes) -> str:
+    from asn1crypto import x509
+
     return rfc4514(x509.Name.load(data, strict=True)) or "(empty name)"
 
 
@@ -271,7 +297,7 @@ DESCRIBED = {
     "CKA_EC_PARAMS": _der(_ec_params),
     "CKA_ECDSA_PARAMS": _der(_ec_params),
     "CKA_EC_POINT": _der(_ec_point),
-    "CKA_PUBLIC_KEY_INFO": _der(lambda d: _key(keys.PublicKeyInfo.load(d, strict=True))),
+    "CKA_PUBLIC_KEY_INFO": _der(_public_key),
     "CKA_MODULUS": _modulus,
     "CKA_PUBLIC_EXPONENT": _exponent,
     "CKA_ID": _text,

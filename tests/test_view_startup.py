@@ -29,7 +29,7 @@ LOGIN_TRACE = ROOT / "fixtures" / "pkcs11-spy" / "pkcs11-spy-0.27.1-softhsm2.log
 DEBUG_LOG = "fixtures/opensc-debug/opensc-tool-d3.log"
 # Never needed to show a trace's first rows.
 LATER = ("decoders.explain", "pkspy.report.summary", "pkspy.fastscan",
-         "pkspy.tui.widgets.panes", "textual.widgets._data_table",
+         "pkspy.tui.widgets.panes", "textual.widgets._data_table", "asn1crypto",
          "pkspy.formats.pkcs11_logger", "pkspy.formats.p11kit", "pkspy.formats.pcscd",
          "pkspy.formats.pcsc_spy", "pkspy.formats.pcsc_spy_text", "pkspy.formats.hex_apdu")
 

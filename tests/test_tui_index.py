@@ -3,12 +3,14 @@ event and the line it was made from, once its block is compressed and spilled to
 
 from __future__ import annotations
 
+import copy
+import dataclasses
 import re
 
 import pytest
 from conftest import ROOT
 
-from pkspy.model import Event
+from pkspy.model import Arg, Event, Pkcs11Call
 from pkspy.pipeline import open_events
 from pkspy.report.lines import format_event, is_shown
 from pkspy.tui import index
@@ -60,3 +62,20 @@ def test_rows_keep_the_session_and_objects_a_call_names(monkeypatch):
         view = View(rows, Filter(object=handle))
         view.update()
         assert found in {view.row(i) for i in range(len(view))}
+
+
+def test_calls_that_share_their_arguments_read_as_if_made_apart():
+    """Copied records (record_memo) share their original's list of arguments, whose
+    text format_event makes once: a copy, or a list that grew, reads as a call made
+    from scratch would."""
+    trace = ROOT / "fixtures" / "pkcs11-spy" / "softhsm2-threads.log"
+    calls = [e for e in open_events(str(trace))[1] if isinstance(e, Pkcs11Call)]
+    assert len(calls) > 100
+    for call in calls:
+        format_event(call)
+        twin = dataclasses.replace(call, seq=(call.seq or 0) + 1000, rv=(call.rv or 0) + 1)
+        assert twin.args is call.args
+        assert format_event(twin) == format_event(copy.deepcopy(twin))
+        call.args.append(Arg(name="hObject", value=0x77, direction="out"))
+        assert "object=0x77" in format_event(call)
+        assert format_event(call) == format_event(copy.deepcopy(call))

@@ -288,18 +288,43 @@ def format_debug(line: DebugLine) -> str:
     return f"{where}: {line.message.strip()}"
 
 
+# Calls copied from a record read before (record_memo) share its list of arguments:
+# their text is made once per list (events come here redacted, and are not changed
+# after). Kept with the list itself, so that no other list takes its id while kept;
+# a list that grew since is told by its length.
+_ARGS_TEXTS: dict[int, tuple[list[Arg], int, str, str]] = {}
+ARGS_TEXTS_KEPT = 4096
+
+
+def _args_text(args: list[Arg]) -> tuple[str, str]:
+    """The in (and unnamed) and the out arguments of a call, each on one line."""
+    kept = _ARGS_TEXTS.get(id(args))
+    if kept is not None and kept[1] == len(args):
+        return kept[2], kept[3]
+    ins: list[str] = []
+    outs: list[str] = []
+    for a in args:
+        text = format_arg(a)
+        if text:
+            (outs if a.direction == "out" else ins).append(text)
+    if len(_ARGS_TEXTS) >= ARGS_TEXTS_KEPT:
+        _ARGS_TEXTS.clear()
+    texts = " ".join(ins), " ".join(outs)
+    _ARGS_TEXTS[id(args)] = (args, len(args), *texts)
+    return texts
+
+
 def format_event(event: Event) -> str:
     head = f"{_clock(event):>12} {_where(event):<10}"
     if isinstance(event, Pkcs11Call):
         seq = f"#{event.seq}" if event.seq is not None else "#?"
-        ins: list[str] = []
-        outs: list[str] = []
-        for a in event.args:
-            text = format_arg(a)
-            if text:
-                (outs if a.direction == "out" else ins).append(text)
-        parts = [head, f"{seq:>5}", event.function or "(result without call)",
-                 *ins, "->", result_text(event), *outs]
+        ins, outs = _args_text(event.args)
+        parts = [head, f"{seq:>5}", event.function or "(result without call)"]
+        if ins:
+            parts.append(ins)
+        parts += ["->", result_text(event)]
+        if outs:
+            parts.append(outs)
         if event.torn:
             parts.append(f"[torn: {event.torn}]")
         elif event.incomplete:

@@ -8,10 +8,11 @@ import dataclasses
 import re
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, fixture_secret_forms
 
 from pkspy.model import Arg, Event, Pkcs11Call
 from pkspy.pipeline import open_events
+from pkspy.redact import Redactor
 from pkspy.report.lines import format_event, is_shown
 from pkspy.tui import index
 from pkspy.tui.index import NONE, Filter, Rows, View
@@ -65,9 +66,8 @@ def test_rows_keep_the_session_and_objects_a_call_names(monkeypatch):
 
 
 def test_calls_that_share_their_arguments_read_as_if_made_apart():
-    """Copied records (record_memo) share their original's list of arguments, whose
-    text format_event makes once: a copy, or a list that grew, reads as a call made
-    from scratch would."""
+    """Copied records (record_memo) share their original's list of arguments: a copy,
+    or a list that grew, reads as a call made from scratch would."""
     trace = ROOT / "fixtures" / "pkcs11-spy" / "softhsm2-threads.log"
     calls = [e for e in open_events(str(trace))[1] if isinstance(e, Pkcs11Call)]
     assert len(calls) > 100
@@ -79,3 +79,17 @@ def test_calls_that_share_their_arguments_read_as_if_made_apart():
         call.args.append(Arg(name="hObject", value=0x77, direction="out"))
         assert "object=0x77" in format_event(call)
         assert format_event(call) == format_event(copy.deepcopy(call))
+
+
+def test_a_call_redacted_after_it_was_shown_shows_no_secret():
+    """Shown revealed, then redacted in place: its one-line text holds no PIN."""
+    trace = ROOT / "fixtures" / "pkcs11-spy" / "softhsm2-pykcs11.log"
+    _, events = open_events(str(trace), reveal=True)
+    logins = [e for e in events if isinstance(e, Pkcs11Call) and e.function == "C_Login"]
+    redact = Redactor()
+    for login in logins:
+        shown = format_event(login)
+        redact(login)
+        assert format_event(login) != shown
+    forms = fixture_secret_forms(trace)
+    assert not [f for login in logins for f in forms if f in format_event(login)]

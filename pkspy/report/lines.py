@@ -288,30 +288,17 @@ def format_debug(line: DebugLine) -> str:
     return f"{where}: {line.message.strip()}"
 
 
-# Calls copied from a record read before (record_memo) share its list of arguments:
-# their text is made once per list (events come here redacted, and are not changed
-# after). Kept with the list itself, so that no other list takes its id while kept;
-# a list that grew since is told by its length.
-_ARGS_TEXTS: dict[int, tuple[list[Arg], int, str, str]] = {}
-ARGS_TEXTS_KEPT = 4096
-
-
 def _args_text(args: list[Arg]) -> tuple[str, str]:
-    """The in (and unnamed) and the out arguments of a call, each on one line."""
-    kept = _ARGS_TEXTS.get(id(args))
-    if kept is not None and kept[1] == len(args):
-        return kept[2], kept[3]
+    """The in (and unnamed) and the out arguments of a call, each on one line. Made
+    anew each time: an event redacted in place after it was shown must not show
+    what it held (copied records share their argument lists, so no cache by list)."""
     ins: list[str] = []
     outs: list[str] = []
     for a in args:
         text = format_arg(a)
         if text:
             (outs if a.direction == "out" else ins).append(text)
-    if len(_ARGS_TEXTS) >= ARGS_TEXTS_KEPT:
-        _ARGS_TEXTS.clear()
-    texts = " ".join(ins), " ".join(outs)
-    _ARGS_TEXTS[id(args)] = (args, len(args), *texts)
-    return texts
+    return " ".join(ins), " ".join(outs)
 
 
 def format_event(event: Event) -> str:

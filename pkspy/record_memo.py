@@ -4,11 +4,12 @@ Long traces repeat themselves: a service polls C_GetSlotList and
 C_GetTokenInfo for hours, a client reads the same attributes of the same
 objects in every run, and pkcs11-spy prints them with the same pointers.
 Records differ in their number and time stamp and are often equal after them.
-So the file is read a block at a time, cut where a line starts with a call
-number or a banner, and a record whose text after its first two lines was
+So the file is read a block at a time and cut at blank lines (the spy ends
+each record with one), and a record whose text after its first two lines was
 read before gets a copy of that record's redacted event, with its own number,
 time, line numbers and offset. Everything else goes through the full parser
-line by line, as ``pipeline.open_events`` feeds it.
+line by line. ``pipeline.open_events`` reads spy log files this way, and
+``fastscan`` each chunk of a summary.
 
 Why a copy is the event the parser would make. The parser's output for a
 record depends only on its lines and on the parser's state when it begins;

@@ -83,7 +83,7 @@ def test_a_tab_opened_at_start_shows_its_table_once_built():
 
 def test_garbage_collection_resumes_after_the_first_screen():
     """Paused while the first screen is built, never left off: not while the app runs,
-    not after it ends, whether it drew a screen or not."""
+    not after it ends, even when it is closed as soon as it has started."""
     assert gc.isenabled()
 
     async def go(stop_at_once: bool):

@@ -10,14 +10,14 @@ import threading
 
 import click
 
+from decoders import NAMESPACES
 from pkspy import __version__, errors, formats
 from pkspy.pipeline import is_fifo
-from pkspy.report import explain as explain_report
-from pkspy.report import export as export_report
-from pkspy.report import redacted_copy
-from pkspy.report import summary as summary_report
-from pkspy.report import tail as tail_report
+from pkspy.report import EXPORT_FORMATS, redacted_copy
 from pkspy.sources import SourceError
+
+# Each command imports the front end it runs: `pkspy view` starts without the
+# explain tables, the exporters or the parallel summary.
 
 FORMAT = click.Choice(formats.names())
 
@@ -94,6 +94,8 @@ def tail(files: tuple[str, ...], last: int | None, follow: bool, errors: bool, f
     if reveal_secrets:
         click.echo("pkspy: warning: --reveal-secrets: PINs and keys are shown in clear",
                    err=True)
+    from pkspy.report import tail as tail_report
+
     follow = follow and "-" not in files
     stopped = _stop_on_ctrl_c() if follow and not all(map(is_fifo, files)) else None
     try:
@@ -111,13 +113,15 @@ def tail(files: tuple[str, ...], last: int | None, follow: bool, errors: bool, f
 
 @main.command()
 @click.argument("files", nargs=-1, required=True)
-@click.option("-f", "--to", "to", type=click.Choice(export_report.FORMATS), default="md",
+@click.option("-f", "--to", "to", type=click.Choice(EXPORT_FORMATS), default="md",
               show_default=True, help="Markdown, plain text, HTML page or JSON lines.")
 @click.option("-o", "--output", type=str, default=None,
               help="Where to write it (default: standard output).")
 @click.option("--format", "fmt", type=FORMAT, default=None, help="Trace format (default: detect).")
 def export(files: tuple[str, ...], to: str, output: str | None, fmt: str | None) -> None:
     """A decoded, redacted report of FILE... to attach to a bug report."""
+    from pkspy.report import export as export_report
+
     if output is not None and any(redacted_copy.same_file(f, output) for f in files):
         _fail(f"{output}: is an input; write the report somewhere else")
     try:
@@ -194,6 +198,8 @@ def redact(file: str, output: str | None, fmt: str | None) -> None:
 @click.option("--json", "as_json", is_flag=True, help="Machine-readable summary.")
 def summary(file: str, fmt: str | None, as_json: bool) -> None:
     """What happened in FILE: processes, calls, failures, sessions, logins, lookups."""
+    from pkspy.report import summary as summary_report
+
     try:
         result = summary_report.summarize(file, fmt=fmt)
     except SourceError as e:
@@ -412,7 +418,7 @@ def card_replay(trace: str, reader: str | None, pin_env: str | None, dry_run: bo
 
 @main.command(context_settings={"ignore_unknown_options": True})
 @click.argument("codes", nargs=-1, required=True)
-@click.option("--namespace", type=click.Choice([*explain_report.NAMESPACES, "iso7816"],
+@click.option("--namespace", type=click.Choice([*NAMESPACES, "iso7816"],
                                                case_sensitive=False),
               help="Read the codes in this namespace only.")
 @click.option("--gskit", is_flag=True, help="Read numbers as IBM GSKit return codes.")
@@ -421,5 +427,7 @@ def explain(codes: tuple[str, ...], namespace: str | None, gskit: bool, as_json:
     """What a code means: 0xA0, -1208, 6982, 0x8010001F, GSK 408, CKM_ECDSA, an ATR ..."""
     if gskit and namespace not in (None, "gskit"):
         raise click.UsageError("--gskit and --namespace name different namespaces")
+    from pkspy.report import explain as explain_report
+
     sys.exit(explain_report.run(codes, "gskit" if gskit else namespace, as_json,
                                 out=sys.stdout, err=sys.stderr))

@@ -14,14 +14,13 @@ from collections.abc import Iterator
 from typing import BinaryIO
 
 from pkspy import formats
-from pkspy.formats.spy import SpyParser
 from pkspy.model import Event
-from pkspy.record_memo import TO_END, MemoReader
 from pkspy.redact import Redactor
 from pkspy.sources import NotATrace, SourceError, follow_lines, open_trace, read_lines
 
 CAUGHT_UP = None
 HEAD_LINES = 200
+SPY = "pkcs11-spy"  # read with record_memo (imported when one is read)
 
 
 def _detect_or_fail(path: str, head: list[str], fmt: str | None) -> str:
@@ -77,7 +76,7 @@ def open_events(path: str, fmt: str | None = None, follow: bool = False,
     lines_iter = read_lines(stream)
     head_items = list(itertools.islice(lines_iter, HEAD_LINES))
     fmt = _detect_or_fail(path, [t for t, _ in head_items], fmt)
-    if copies and fmt == SpyParser.format and path != "-" and stream.seekable():
+    if copies and fmt == SPY and path != "-" and stream.seekable():
         return fmt, _spy_events(stream, redact)
     return fmt, _events(itertools.chain(head_items, lines_iter), fmt, redact)
 
@@ -91,7 +90,9 @@ def is_fifo(path: str) -> bool:
 
 def _spy_events(stream: BinaryIO, redact: Redactor) -> Iterator[Event]:
     """A spy log file, each record text parsed once (``record_memo``): the same events."""
-    parser = SpyParser()
+    from pkspy.record_memo import TO_END, MemoReader
+
+    parser = formats.PARSERS[SPY]()
     with stream:
         yield from MemoReader(parser, redact).events(stream, 0, TO_END, 1)
     yield from map(redact, parser.close())

@@ -47,6 +47,14 @@ def test_each_format_loads_the_parser_that_names_it(fmt):
     assert formats.PARSERS[fmt].format == fmt
 
 
+def test_the_command_line_loads_only_the_command_it_runs():
+    """`pkspy view` goes through pkspy.cli: it holds none of the other front ends."""
+    loaded = _imported_after("import pkspy.cli")
+    others = {"pkspy.report.export", "pkspy.report.explain", "pkspy.report.tail",
+              "pkspy.record_memo", "pkspy.formats.spy", *LATER}
+    assert not loaded & others, sorted(loaded & others)
+
+
 @pytest.mark.parametrize(("trace", "parser"), [(SPY_LOG, "pkspy.formats.spy"),
                                                (DEBUG_LOG, "pkspy.formats.opensc_debug")])
 def test_opening_a_trace_for_view_leaves_the_rest_unimported(trace, parser):

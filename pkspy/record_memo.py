@@ -51,8 +51,10 @@ from pkspy.sources import _text, decode, read_lines
 HEAD = re.compile(rb"(\d+)(: (?:C_\w+|SetOperationState))[ \t\r\f\v]*\n"
                   rb"(?:P:(\d+); T:(?:0x)?(\d+) )?"
                   rb"(\d{1,4}-\d{1,2}-\d{1,2} \d{2}:\d{2}:\d{2}\.\d{3})[ \t\r\f\v]*\n")
-# pkcs11-spy ends every record with a blank line: where the file is cut in pieces.
+# pkcs11-spy ends every record with a blank line: where the file is cut in pieces
+# (CRLF where the first line ends so: the spy on Windows).
 GAP = b"\n\n"
+CRLF_GAP = b"\r\n\r\n"
 READ = 1 << 20  # bytes read at a time
 TO_END = 1 << 62  # an end offset that reads to the end of the file, as it is then
 HELD = 4 * READ  # no blank line in this many bytes: the rest is read line by line
@@ -88,25 +90,29 @@ class MemoReader:
         self.held = 0  # bytes of record text in the memo
         self.copies = 0
         self.next_line = 0
+        self.gap = GAP
         self._out: list[Event] = []
 
     def events(self, f, start: int, end: int, first_line: int) -> Iterator[Event]:
         """The events of bytes start..end (start at a line start) of ``f``."""
         lineno = first_line
         out = self._out
-        for base, block in _blocks(f, start, end):
+        f.seek(start)
+        first = f.readline(READ)
+        gap = self.gap = CRLF_GAP if first.endswith(b"\r\n") else GAP
+        for base, block in _blocks(f, start, end, gap):
             if block is None:  # no blank line for megabytes: a huge line, not a spy log
                 yield from self._feed_lines(f, base, end, lineno)
                 return
-            pieces = block.split(GAP)  # each piece, then the blank line after it
+            pieces = block.split(gap)  # each piece, then the blank line after it
             last = pieces.pop()  # what follows the last blank line: no blank line after it
             at = base
             for piece in pieces:
                 n = self._copy(piece, at, lineno)
                 if n is None:
-                    n = self._feed(piece + GAP, at, lineno)
+                    n = self._feed(piece + gap, at, lineno)
                 lineno += n
-                at += len(piece) + 2
+                at += len(piece) + len(gap)
                 if out:
                     yield from out
                     out.clear()
@@ -166,7 +172,7 @@ class MemoReader:
         p = self.parser
         events: list[Event] = []
         secrets = len(self.redact._known)
-        lines = _split(piece + GAP)
+        lines = _split(piece + self.gap)
         for n, raw in enumerate(lines):
             events += p.feed(_text(raw), lineno + n, offset)
             offset += len(raw) + 1
@@ -222,7 +228,7 @@ def _split(data: bytes) -> list[bytes]:
     return lines
 
 
-def _blocks(f, start: int, end: int) -> Iterator[tuple[int, bytes | None]]:
+def _blocks(f, start: int, end: int, gap: bytes) -> Iterator[tuple[int, bytes | None]]:
     """(offset, bytes) from start to end, about READ bytes at a time, each ending with a
     blank line but the last; (offset, None) where HELD bytes go by with no blank line
     (the caller reads on from there line by line)."""
@@ -235,8 +241,8 @@ def _blocks(f, start: int, end: int) -> Iterator[tuple[int, bytes | None]]:
         buf += more
         if base + len(buf) >= end:
             break
-        cut = buf.rfind(GAP) + 2
-        if cut > 1:
+        cut = buf.rfind(gap) + len(gap)
+        if cut >= len(gap):
             yield base, buf[:cut]
             base, buf = base + cut, buf[cut:]
         elif len(buf) >= HELD:

@@ -79,6 +79,15 @@ def test_every_spy_fixture_read_twice(trace: Path, tmp_path: Path) -> None:
     assert reader.copies > 0
 
 
+@pytest.mark.parametrize("trace", SPY_TRACES, ids=lambda p: p.stem)
+def test_a_windows_log_read_twice(trace: Path, tmp_path: Path) -> None:
+    """The spy on Windows ends its lines with CRLF: records end at CRLF CRLF there."""
+    crlf = tmp_path / trace.name
+    crlf.write_bytes(trace.read_bytes().replace(b"\n", b"\r\n") * 2)
+    reader = assert_same_events(crlf)
+    assert reader.copies > 0 and reader.gap == b"\r\n\r\n"
+
+
 def test_summary_of_repeated_runs_is_the_full_decoders(tmp_path: Path) -> None:
     """fastscan reads every chunk of a spy log with it: one chunk, and many."""
     trace = tmp_path / "all.log"
@@ -143,8 +152,11 @@ def test_damaged_traces_read_twice(data, tmp_path_factory) -> None:
     lines = data.draw(window(path))
     damaged = data.draw(mutation(lines, record_blocks(parse_bytes(b"".join(lines),
                                                                   "pkcs11-spy"))))
+    text = b"".join(damaged.lines) * 2
+    if data.draw(st.booleans()):  # as the spy writes on Windows
+        text = text.replace(b"\n", b"\r\n")
     trace = tmp_path_factory.mktemp("fuzz") / "damaged.log"
-    trace.write_bytes(b"".join(damaged.lines) * 2)
+    trace.write_bytes(text)
     assert_same_events(trace)
 
 

@@ -140,7 +140,7 @@ class MemoReader:
             self._out += map(self.redact, starts)
         # the function's name, and all after the stamp line
         key = head.group(2) + piece[head.end() - 1:]
-        secrets = len(self.redact._known)
+        secrets = self.redact.known
         for seen in self.memo.get(key, ()):
             if seen.secrets == secrets and (seen.handle is None
                                             or p._classes.get(seen.handle) == seen.known_class):
@@ -160,7 +160,7 @@ class MemoReader:
         if self.raw:
             nl = piece.find(b"\n")
             lines = [decode(piece[:nl]), decode(piece[nl + 1:head.end() - 1])]
-            if self.redact._sweep is not None:  # as Redactor._sweep_event sweeps every line
+            if self.redact.known:  # as Redactor._sweep_event sweeps every line
                 lines = [self.redact.sweep_text(line) for line in lines]
             call.raw = lines + seen.raw
         self.copies += 1
@@ -171,7 +171,7 @@ class MemoReader:
         """Reads the record with the full parser; keeps it if it can be copied."""
         p = self.parser
         events: list[Event] = []
-        secrets = len(self.redact._known)
+        secrets = self.redact.known
         lines = _split(piece + self.gap)
         for n, raw in enumerate(lines):
             events += p.feed(_text(raw), lineno + n, offset)
@@ -191,7 +191,7 @@ class MemoReader:
                 # its secrets were judged by what the parser knew of the handle before
                 handle, known = h.value, p._classes.get(h.value)
         self._out += map(self.redact, events)
-        if clean and len(self.redact._known) == secrets:
+        if clean and self.redact.known == secrets:
             # the variants of this text still valid, and this one
             variants = [v for v in self.memo.get(key, ()) if v.secrets == secrets]
             if variants or (len(self.memo) < MEMO_ENTRIES and self.held < MEMO_BYTES):

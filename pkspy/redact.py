@@ -99,6 +99,11 @@ class Redactor:
         return event
 
     @property
+    def known(self) -> int:
+        """How many secrets it knows: its masks and sweeps change only when this grows."""
+        return len(self._known)
+
+    @property
     def secrets(self) -> frozenset[bytes]:
         """Every secret seen so far (long enough to be searched for)."""
         return frozenset(self._known)

@@ -170,12 +170,9 @@ class MemoReader:
     def _read_and_keep(self, piece: bytes, offset: int, lineno: int, key: bytes) -> int:
         """Reads the record with the full parser; keeps it if it can be copied."""
         p = self.parser
-        events: list[Event] = []
         secrets = self.redact.known
         lines = _split(piece + self.gap)
-        for n, raw in enumerate(lines):
-            events += p.feed(_text(raw), lineno + n, offset)
-            offset += len(raw) + 1
+        events = self._parse(lines, offset, lineno)
         call = events[0] if len(events) == 1 else None
         handle = known = None
         # one clean call, its header on the first line and its stamp on the second
@@ -201,12 +198,18 @@ class MemoReader:
                     tuple(learned.items()), call.raw[2:])]
         return len(lines)
 
+    def _parse(self, lines: list[bytes], offset: int, lineno: int) -> list[Event]:
+        """The parser's (unredacted) events of these lines, the first at ``offset``."""
+        events: list[Event] = []
+        for n, raw in enumerate(lines):
+            events += self.parser.feed(_text(raw), lineno + n, offset)
+            offset += len(raw) + 1
+        return events
+
     def _feed(self, data: bytes, offset: int, lineno: int) -> int:
         """Lines to the parser as they are; returns how many."""
         lines = _split(data)
-        for n, raw in enumerate(lines):
-            self._out += map(self.redact, self.parser.feed(_text(raw), lineno + n, offset))
-            offset += len(raw) + 1
+        self._out += map(self.redact, self._parse(lines, offset, lineno))
         return len(lines)
 
     def _feed_lines(self, f, start: int, end: int, lineno: int) -> Iterator[Event]:

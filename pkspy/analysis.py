@@ -240,13 +240,12 @@ class Analysis:
             self._debug(event)
 
     def _damage(self, event: Event) -> None:
-        unparsed = isinstance(event, Unparsed)
-        if not (unparsed or getattr(event, "incomplete", False) or getattr(event, "torn", None)):
-            return  # most events: looked at once, cheaply
-        kinds = ["unparsed"] if unparsed else []
-        if getattr(event, "incomplete", False):
+        incomplete = getattr(event, "incomplete", False)
+        torn = getattr(event, "torn", None)
+        kinds = ["unparsed"] if isinstance(event, Unparsed) else []
+        if incomplete:
             kinds.append("incomplete")
-        if getattr(event, "torn", None):
+        if torn:
             kinds.append("torn" if getattr(event, "function", None) else "result without call")
         if not kinds:
             return
@@ -256,7 +255,6 @@ class Analysis:
             last["end_line"] = max(last["end_line"], event.end_line)
         elif len(self.damage) < DAMAGE_LISTED:
             what = getattr(event, "reason", None) or getattr(event, "function", None)
-            torn = getattr(event, "torn", None)
             self.damage.append({"kind": ", ".join(kinds), "line": event.line,
                                 "end_line": event.end_line, "process": event.process,
                                 "what": f"{what}: {torn}" if torn and what else what or torn})

@@ -18,11 +18,9 @@ from dataclasses import dataclass
 
 import PyKCS11
 
-from decoders import NAMESPACES as _NAMESPACES
-from decoders import _hints, _pkcs11_meanings, atr, gskit, iso7816, opensc, pcsc, pkcs11
+from decoders import NAMESPACES, _hints, _pkcs11_meanings, atr, gskit, iso7816, opensc, pcsc, pkcs11
 from decoders import _iso7816_data as _iso
 
-NAMESPACES = _NAMESPACES
 _ALIASES = {"iso7816": "sw", "ckr": "pkcs11", "scard": "pcsc", "gsk": "gskit"}
 
 

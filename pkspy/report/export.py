@@ -30,7 +30,6 @@ from pkspy.model import (
 )
 from pkspy.pipeline import open_events
 from pkspy.redact import Redactor
-from pkspy.report import EXPORT_FORMATS
 from pkspy.report.jsonl_fields import with_fields
 from pkspy.report.lines import format_event, is_shown
 from pkspy.report.links import Links, json_fields, pair, read_links
@@ -42,7 +41,6 @@ from pkspy.report.summary import (
     timing_text,
 )
 
-FORMATS = EXPORT_FORMATS
 TIMELINE_MAX = 20000  # lines of the timeline kept in a report; the rest is counted
 # Failures that programs cause on purpose while probing: listed after the others.
 ROUTINE = {"CKR_ATTRIBUTE_TYPE_INVALID", "CKR_BUFFER_TOO_SMALL", "CKR_ATTRIBUTE_SENSITIVE",
